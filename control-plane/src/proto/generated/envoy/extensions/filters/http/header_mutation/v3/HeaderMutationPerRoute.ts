@@ -1,0 +1,11 @@
+// Original file: node_modules/@grpc/grpc-js-xds/deps/envoy-api/envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto
+
+import type { Mutations as _envoy_extensions_filters_http_header_mutation_v3_Mutations, Mutations__Output as _envoy_extensions_filters_http_header_mutation_v3_Mutations__Output } from '../../../../../../envoy/extensions/filters/http/header_mutation/v3/Mutations';
+
+export interface HeaderMutationPerRoute {
+  'mutations'?: (_envoy_extensions_filters_http_header_mutation_v3_Mutations | null);
+}
+
+export interface HeaderMutationPerRoute__Output {
+  'mutations': (_envoy_extensions_filters_http_header_mutation_v3_Mutations__Output | null);
+}
