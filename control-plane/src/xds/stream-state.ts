@@ -1,0 +1,137 @@
+// Per-stream bookkeeping shared by the state-of-the-world and delta protocols:
+// what the client subscribed to, what it has acknowledged, what is in flight,
+// and which set of resources it should get next. No I/O here.
+//
+// Make-before-break, for any update:
+//   1. clusters and endpoints go out as a union of old and new (nothing removed);
+//   2. listeners and routes follow once the client ACKed the new clusters and
+//      the endpoints named after them;
+//   3. clusters and endpoints that nothing references any more are removed only
+//      after the client ACKed the new listeners and routes.
+import {
+  EMPTY_SET, PUSH_ORDER, TYPE, filterSet, sameSet, unionSet,
+  type ResourceSet, type TypeUrl,
+} from './resources.ts';
+import { snapshotSet, type Snapshot } from './snapshot.ts';
+
+export interface InFlight {
+  nonce: string;
+  set: ResourceSet;
+  snapshot: Snapshot;
+}
+
+export interface TypeState {
+  /** Named subscription; undefined while the client asks for everything (wildcard). */
+  names: Set<string> | undefined;
+  acked: ResourceSet;
+  /** Version string of the last response the client ACKed (what Envoy reports as applied). */
+  ackedVersion: string;
+  inFlight?: InFlight;
+  /** The client has asked for this type at least once. */
+  requested: boolean;
+  /** At least one response for this type went out on this stream. */
+  answered: boolean;
+}
+
+export interface PlannedPush {
+  type: TypeUrl;
+  set: ResourceSet;
+  snapshot: Snapshot;
+}
+
+export type AckResult =
+  | { kind: 'ack'; type: TypeUrl; inFlight: InFlight }
+  | { kind: 'nack'; type: TypeUrl; inFlight: InFlight }
+  | { kind: 'stale' };
+
+const CLUSTER_SIDE: ReadonlySet<TypeUrl> = new Set([TYPE.cluster, TYPE.endpoint]);
+
+export class StreamState {
+  readonly types = new Map<TypeUrl, TypeState>();
+
+  constructor() {
+    for (const type of PUSH_ORDER) {
+      this.types.set(type, { names: undefined, acked: EMPTY_SET, ackedVersion: '', requested: false, answered: false });
+    }
+  }
+
+  state(type: TypeUrl): TypeState {
+    return this.types.get(type)!;
+  }
+
+  /** Settles the in-flight response a request refers to; stale nonces change nothing. */
+  settle(type: TypeUrl, nonce: string, errorDetail: boolean): AckResult {
+    const state = this.state(type);
+    const inFlight = state.inFlight;
+    if (!inFlight || inFlight.nonce !== nonce) return { kind: 'stale' };
+    state.inFlight = undefined;
+    if (errorDetail) return { kind: 'nack', type, inFlight };
+    state.acked = inFlight.set;
+    return { kind: 'ack', type, inFlight };
+  }
+
+  /** The next response to send, in make-before-break order, or undefined when nothing is due. */
+  nextPush(snapshot: Snapshot | undefined): PlannedPush | undefined {
+    if (!snapshot) return undefined;
+    for (const type of PUSH_ORDER) {
+      const state = this.state(type);
+      if (!state.requested || state.inFlight) continue;
+      if (!CLUSTER_SIDE.has(type) && !this.clustersReady(snapshot)) continue;
+      const set = this.target(type, snapshot);
+      if (state.answered && sameSet(set, state.acked)) continue;
+      return { type, set, snapshot };
+    }
+    return undefined;
+  }
+
+  /** The client holds exactly the snapshot for every type it asked for. */
+  isSynced(snapshot: Snapshot): boolean {
+    for (const type of PUSH_ORDER) {
+      const state = this.state(type);
+      if (state.inFlight) return false;
+      const wanted = filterSet(snapshotSet(snapshot, type), state.names);
+      if (!state.requested) {
+        if (wanted.size > 0 && state.names === undefined && type !== TYPE.endpoint) return false;
+        continue;
+      }
+      if (!sameSet(state.acked, wanted)) return false;
+    }
+    return true;
+  }
+
+  private target(type: TypeUrl, snapshot: Snapshot): ResourceSet {
+    const state = this.state(type);
+    const next = snapshotSet(snapshot, type);
+    if (CLUSTER_SIDE.has(type) && !this.routesCaughtUp(snapshot)) {
+      return filterSet(unionSet(state.acked, next), state.names);
+    }
+    return filterSet(next, state.names);
+  }
+
+  /** Listeners and routes the client holds match the snapshot (so old clusters may go). */
+  private routesCaughtUp(snapshot: Snapshot): boolean {
+    for (const type of [TYPE.listener, TYPE.route] as const) {
+      const state = this.state(type);
+      if (!state.requested) continue;
+      if (state.inFlight) return false;
+      if (!sameSet(state.acked, filterSet(snapshotSet(snapshot, type), state.names))) return false;
+    }
+    return true;
+  }
+
+  /** New clusters, and the endpoints named after them, are ACKed: routes may point at them. */
+  private clustersReady(snapshot: Snapshot): boolean {
+    const clusters = this.state(TYPE.cluster);
+    const endpoints = this.state(TYPE.endpoint);
+    if (clusters.inFlight || endpoints.inFlight) return false;
+    if (!clusters.requested) return true;
+    const newClusters = filterSet(snapshotSet(snapshot, TYPE.cluster), clusters.names);
+    const newEndpoints = snapshotSet(snapshot, TYPE.endpoint);
+    for (const [name, cluster] of newClusters) {
+      if (clusters.acked.get(name)?.version !== cluster.version) return false;
+      const assignment = newEndpoints.get(name);
+      if (assignment && endpoints.acked.get(name)?.version !== assignment.version) return false;
+    }
+    return true;
+  }
+}

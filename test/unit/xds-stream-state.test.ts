@@ -1,0 +1,155 @@
+// The make-before-break sequencing and last-known-good rules, without a network.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SnapshotCache } from '../../control-plane/src/xds/cache.ts';
+import { TYPE, type TypeUrl, type XdsResource } from '../../control-plane/src/xds/resources.ts';
+import { makeSnapshot, type Snapshot } from '../../control-plane/src/xds/snapshot.ts';
+import { StreamState } from '../../control-plane/src/xds/stream-state.ts';
+
+function res(typeUrl: TypeUrl, name: string, version: string): XdsResource {
+  return { typeUrl, name, version, value: new Uint8Array() };
+}
+
+/** A snapshot with one listener whose routes point at `cluster` (version tags stand for content). */
+function config(revision: number, cluster: string, routeVersion: string): Snapshot {
+  return makeSnapshot(revision, [
+    res(TYPE.cluster, cluster, `c-${cluster}`),
+    res(TYPE.endpoint, cluster, `e-${cluster}`),
+    res(TYPE.listener, 'http', 'l1'),
+    res(TYPE.route, 'routes', routeVersion),
+  ]);
+}
+
+let nonce = 0;
+/** Plays an Envoy: sends the due push, ACKs it (or NACKs), returns what was pushed. */
+function step(stream: StreamState, snapshot: Snapshot, nack = false) {
+  const push = stream.nextPush(snapshot);
+  if (!push) return undefined;
+  const state = stream.state(push.type);
+  const id = String(++nonce);
+  state.inFlight = { nonce: id, set: push.set, snapshot: push.snapshot };
+  state.answered = true;
+  stream.settle(push.type, id, nack);
+  return { type: push.type, names: [...push.set.keys()].sort() };
+}
+
+function envoyLike(): StreamState {
+  const stream = new StreamState();
+  stream.state(TYPE.cluster).requested = true;
+  stream.state(TYPE.listener).requested = true;
+  return stream;
+}
+
+function subscribe(stream: StreamState, type: TypeUrl, names: string[]) {
+  const state = stream.state(type);
+  state.requested = true;
+  state.names = new Set(names);
+}
+
+test('initial sync goes clusters, endpoints, listeners, routes', () => {
+  const stream = envoyLike();
+  const s1 = config(1, 'a', 'r1');
+  assert.deepEqual(step(stream, s1), { type: TYPE.cluster, names: ['a'] });
+  // Listeners wait: the endpoints of cluster a are not ACKed yet.
+  assert.equal(stream.nextPush(s1), undefined);
+  subscribe(stream, TYPE.endpoint, ['a']);
+  assert.deepEqual(step(stream, s1), { type: TYPE.endpoint, names: ['a'] });
+  assert.deepEqual(step(stream, s1), { type: TYPE.listener, names: ['http'] });
+  subscribe(stream, TYPE.route, ['routes']);
+  assert.deepEqual(step(stream, s1), { type: TYPE.route, names: ['routes'] });
+  assert.equal(stream.nextPush(s1), undefined);
+  assert.equal(stream.isSynced(s1), true);
+});
+
+test('a cluster is removed only after the routes moved off it were ACKed', () => {
+  const stream = envoyLike();
+  const s1 = config(1, 'a', 'r1');
+  step(stream, s1);
+  subscribe(stream, TYPE.endpoint, ['a']);
+  step(stream, s1);
+  step(stream, s1);
+  subscribe(stream, TYPE.route, ['routes']);
+  step(stream, s1);
+
+  const s2 = config(2, 'b', 'r2');
+  // 1. union: a stays while b is added
+  assert.deepEqual(step(stream, s2), { type: TYPE.cluster, names: ['a', 'b'] });
+  // Routes wait until the client subscribed to, and ACKed, b's endpoints.
+  assert.equal(stream.nextPush(s2), undefined);
+  subscribe(stream, TYPE.endpoint, ['a', 'b']);
+  assert.deepEqual(step(stream, s2), { type: TYPE.endpoint, names: ['a', 'b'] });
+  // 2. routes move to b
+  assert.deepEqual(step(stream, s2), { type: TYPE.route, names: ['routes'] });
+  // 3. only now a goes
+  assert.deepEqual(step(stream, s2), { type: TYPE.cluster, names: ['b'] });
+  subscribe(stream, TYPE.endpoint, ['b']);
+  assert.deepEqual(step(stream, s2), { type: TYPE.endpoint, names: ['b'] });
+  assert.equal(stream.nextPush(s2), undefined);
+  assert.equal(stream.isSynced(s2), true);
+});
+
+test('an unchanged type is not pushed again', () => {
+  const stream = envoyLike();
+  const s1 = config(1, 'a', 'r1');
+  step(stream, s1);
+  subscribe(stream, TYPE.endpoint, ['a']);
+  step(stream, s1);
+  step(stream, s1);
+  subscribe(stream, TYPE.route, ['routes']);
+  step(stream, s1);
+  const s2 = config(2, 'a', 'r2');
+  assert.deepEqual(step(stream, s2), { type: TYPE.route, names: ['routes'] });
+  assert.equal(stream.nextPush(s2), undefined);
+});
+
+test('a rejected snapshot is not served again; the last accepted one is', () => {
+  const cache = new SnapshotCache();
+  const s1 = config(1, 'a', 'r1');
+  const s2 = config(2, 'a', 'r2-bad');
+  cache.setSnapshot('edge', s1);
+  cache.markAccepted('edge', s1);
+  cache.setSnapshot('edge', s2);
+  assert.equal(cache.servable('edge'), s2);
+  cache.markRejected('edge', s2);
+  assert.equal(cache.servable('edge'), s1);
+  // A later ACK of the rejected snapshot cannot make it last-known-good.
+  cache.markAccepted('edge', s2);
+  assert.equal(cache.lastAccepted('edge'), s1);
+  // A newer snapshot is served again.
+  const s3 = config(3, 'a', 'r3');
+  cache.setSnapshot('edge', s3);
+  assert.equal(cache.servable('edge'), s3);
+});
+
+test('a NACKed response is not re-sent to the stream that rejected it', () => {
+  const cache = new SnapshotCache();
+  const stream = envoyLike();
+  const s1 = config(1, 'a', 'r1');
+  cache.setSnapshot('edge', s1);
+  step(stream, s1);
+  subscribe(stream, TYPE.endpoint, ['a']);
+  step(stream, s1);
+  step(stream, s1);
+  subscribe(stream, TYPE.route, ['routes']);
+  step(stream, s1);
+  cache.markAccepted('edge', s1);
+
+  const s2 = config(2, 'a', 'r2-bad');
+  cache.setSnapshot('edge', s2);
+  const push = stream.nextPush(cache.servable('edge'))!;
+  assert.equal(push.type, TYPE.route);
+  stream.state(push.type).inFlight = { nonce: 'x', set: push.set, snapshot: push.snapshot };
+  const result = stream.settle(push.type, 'x', true);
+  assert.equal(result.kind, 'nack');
+  cache.markRejected('edge', s2);
+  assert.equal(stream.nextPush(cache.servable('edge')), undefined);
+});
+
+test('stale nonces change nothing', () => {
+  const stream = envoyLike();
+  const s1 = config(1, 'a', 'r1');
+  const push = stream.nextPush(s1)!;
+  stream.state(push.type).inFlight = { nonce: 'n1', set: push.set, snapshot: s1 };
+  assert.equal(stream.settle(push.type, 'n0', false).kind, 'stale');
+  assert.ok(stream.state(push.type).inFlight);
+});
