@@ -9,6 +9,10 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   npm install --no-audit --no-fund --loglevel=error
 fi
 [[ -d control-plane/src/proto/generated ]] || bash scripts/gen-proto-types.sh
+# Prisma Client (Rust-free; generated offline, see prisma/no-schema-engine.sh), again whenever the schema changed.
+if [[ ! control-plane/src/store/generated/client.ts -nt prisma/schema.prisma ]]; then
+  out=$(npm run --silent db:generate 2>&1) || { echo "$out" >&2; exit 1; }
+fi
 bash envoy/install.sh >/dev/null
 
 if [[ "${SLUICE_SETUP_REDIS:-1}" == "1" ]] && ! command -v redis-server >/dev/null 2>&1; then
