@@ -2,12 +2,18 @@
 // the newest snapshot and the last one an Envoy accepted in full, so that a
 // snapshot any Envoy rejected is never handed out again (last-known-good).
 import { EventEmitter } from 'node:events';
+import { setVersion, type ResourceSet } from './resources.ts';
 import type { Snapshot } from './snapshot.ts';
+
+/** How many sent resource sets a group remembers for resuming SotW clients. */
+const HISTORY_LIMIT = 256;
 
 interface GroupEntry {
   current?: Snapshot;
   lastAccepted?: Snapshot;
   rejected: Set<string>;
+  /** Sets recently sent, by set version (insertion-ordered, oldest first). */
+  history: Map<string, ResourceSet>;
 }
 
 export interface SnapshotCacheEvents {
@@ -72,6 +78,24 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
     this.emit('updated', this.groups.has(group) ? group : SnapshotCache.DEFAULT_GROUP);
   }
 
+  /**
+   * Remembers a set a stream sent, so a state-of-the-world client that
+   * reconnects reporting its version can be resumed from what it holds (it
+   * does not name its resources; without this, make-before-break would have
+   * to guess).
+   */
+  remember(group: string, set: ResourceSet): void {
+    const entry = this.entry(group);
+    const version = setVersion(set);
+    entry.history.delete(version);
+    entry.history.set(version, set);
+    if (entry.history.size > HISTORY_LIMIT) entry.history.delete(entry.history.keys().next().value!);
+  }
+
+  recall(group: string, version: string): ResourceSet | undefined {
+    return this.groups.get(group)?.history.get(version);
+  }
+
   groupNames(): string[] {
     return [...this.groups.keys()].sort();
   }
@@ -83,7 +107,7 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   private entry(group: string): GroupEntry {
     let entry = this.groups.get(group);
     if (!entry) {
-      entry = { rejected: new Set() };
+      entry = { rejected: new Set(), history: new Map() };
       this.groups.set(group, entry);
     }
     return entry;

@@ -44,6 +44,7 @@ export class DeltaStream extends AdsStream {
     }
     state.acked = known;
     state.answered = known.size > 0;
+    if (known.size > 0) this.state.resumed = true;
   }
 
   private updateSubscription(type: TypeUrl, request: DeltaRequest): void {

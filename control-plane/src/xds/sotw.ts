@@ -1,6 +1,6 @@
 // State-of-the-world ADS: every response carries the whole subscribed set.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { WILDCARD_TYPES, isKnownType, setVersion } from './resources.ts';
+import { WILDCARD_TYPES, isKnownType, setVersion, type TypeUrl } from './resources.ts';
 import { AdsStream, sortedResources, type StreamContext } from './stream.ts';
 import type { PlannedPush } from './stream-state.ts';
 import type { SotwRequest, SotwResponse } from './wire.ts';
@@ -20,9 +20,21 @@ export class SotwStream extends AdsStream {
     if (!isKnownType(type)) return;
     if (!this.settle(type, request.response_nonce, request.error_detail)) return;
     const state = this.state.state(type);
+    if (!state.requested) this.resume(type, request.version_info);
     state.requested = true;
     state.names = subscription(type, request.resource_names ?? []);
     this.pump();
+  }
+
+  /** A reconnecting client reports the version it holds; start from that set if we know it. */
+  private resume(type: TypeUrl, version: string | undefined): void {
+    if (!version || this.group === undefined) return;
+    const held = this.ctx.cache.recall(this.group, version);
+    if (!held) return;
+    const state = this.state.state(type);
+    state.acked = held;
+    state.answered = true;
+    if (held.size > 0) this.state.resumed = true;
   }
 
   protected send(push: PlannedPush, nonce: string): void {

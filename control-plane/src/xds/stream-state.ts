@@ -27,6 +27,8 @@ export interface TypeState {
   /** Version string of the last response the client ACKed (what Envoy reports as applied). */
   ackedVersion: string;
   inFlight?: InFlight;
+  /** Nonce of the newest response sent for this type. */
+  lastNonce?: string;
   /** The client has asked for this type at least once. */
   requested: boolean;
   /** At least one response for this type went out on this stream. */
@@ -42,12 +44,15 @@ export interface PlannedPush {
 export type AckResult =
   | { kind: 'ack'; type: TypeUrl; inFlight: InFlight }
   | { kind: 'nack'; type: TypeUrl; inFlight: InFlight }
+  | { kind: 'current' }
   | { kind: 'stale' };
 
 const CLUSTER_SIDE: ReadonlySet<TypeUrl> = new Set([TYPE.cluster, TYPE.endpoint]);
 
 export class StreamState {
   readonly types = new Map<TypeUrl, TypeState>();
+  /** The client reconnected holding config from before (so removals must wait for its routes). */
+  resumed = false;
 
   constructor() {
     for (const type of PUSH_ORDER) {
@@ -59,11 +64,16 @@ export class StreamState {
     return this.types.get(type)!;
   }
 
-  /** Settles the in-flight response a request refers to; stale nonces change nothing. */
+  /**
+   * Settles the in-flight response a request refers to. A request naming the
+   * newest nonce when nothing is in flight is current (e.g. a subscription
+   * change); one naming an older nonce is stale and changes nothing.
+   */
   settle(type: TypeUrl, nonce: string, errorDetail: boolean): AckResult {
     const state = this.state(type);
     const inFlight = state.inFlight;
-    if (!inFlight || inFlight.nonce !== nonce) return { kind: 'stale' };
+    if (!inFlight) return nonce === state.lastNonce ? { kind: 'current' } : { kind: 'stale' };
+    if (inFlight.nonce !== nonce) return { kind: 'stale' };
     state.inFlight = undefined;
     if (errorDetail) return { kind: 'nack', type, inFlight };
     state.acked = inFlight.set;
@@ -112,7 +122,11 @@ export class StreamState {
   private routesCaughtUp(snapshot: Snapshot): boolean {
     for (const type of [TYPE.listener, TYPE.route] as const) {
       const state = this.state(type);
-      if (!state.requested) continue;
+      if (!state.requested) {
+        // A resuming client's old routes may still use clusters we would drop.
+        if (this.resumed && snapshotSet(snapshot, type).size > 0) return false;
+        continue;
+      }
       if (state.inFlight) return false;
       if (!sameSet(state.acked, filterSet(snapshotSet(snapshot, type), state.names))) return false;
     }
@@ -124,7 +138,11 @@ export class StreamState {
     const clusters = this.state(TYPE.cluster);
     const endpoints = this.state(TYPE.endpoint);
     if (clusters.inFlight || endpoints.inFlight) return false;
-    if (!clusters.requested) return true;
+    // An Envoy (wildcard listeners) always subscribes to clusters too, but after
+    // a reconnect its requests may come in any order: wait for the cluster
+    // request rather than point routes at clusters it does not have yet. A
+    // client that names its listeners (gRPC) asks for clusters only later.
+    if (!clusters.requested) return this.state(TYPE.listener).names !== undefined;
     const newClusters = filterSet(snapshotSet(snapshot, TYPE.cluster), clusters.names);
     const newEndpoints = snapshotSet(snapshot, TYPE.endpoint);
     for (const [name, cluster] of newClusters) {

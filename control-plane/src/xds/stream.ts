@@ -58,6 +58,7 @@ export abstract class AdsStream {
     if (!nonce) return true;
     const result = this.state.settle(type, nonce, error !== undefined && error !== null);
     if (result.kind === 'stale') return false;
+    if (result.kind === 'current') return true;
     const group = this.group ?? '*';
     if (result.kind === 'nack') {
       const message = error?.message ?? 'rejected without detail';
@@ -88,7 +89,9 @@ export abstract class AdsStream {
       const nonce = `${this.id}-${++this.nonceCounter}`;
       const state = this.state.state(push.type);
       state.inFlight = { nonce, set: push.set, snapshot: push.snapshot };
+      state.lastNonce = nonce;
       state.answered = true;
+      this.ctx.cache.remember(this.group, push.set);
       this.send(push, nonce);
     }
   }
