@@ -21,8 +21,8 @@ export class SotwStream extends AdsStream {
     if (!this.settle(type, request.response_nonce, request.error_detail)) return;
     const state = this.state.state(type);
     if (!state.requested) this.resume(type, request.version_info);
+    state.names = subscription(type, request.resource_names ?? [], state.requested ? state.names : undefined, !state.requested);
     state.requested = true;
-    state.names = subscription(type, request.resource_names ?? []);
     this.pump();
   }
 
@@ -47,8 +47,14 @@ export class SotwStream extends AdsStream {
   }
 }
 
-/** Wildcard types with no names (or `*`) mean "everything"; otherwise exactly the names. */
-function subscription(type: string, names: string[]): Set<string> | undefined {
-  if (WILDCARD_TYPES.has(type) && (names.length === 0 || names.includes('*'))) return undefined;
+/**
+ * Wildcard types asked for with no names (or `*`) on the first request mean
+ * "everything", and stay so while the client keeps sending no names. Once the
+ * client has named resources, an empty list means "none" (it unsubscribed).
+ */
+function subscription(type: string, names: string[], previous: Set<string> | undefined, first: boolean): Set<string> | undefined {
+  if (names.includes('*')) return undefined;
+  const wildcardSoFar = first || previous === undefined;
+  if (WILDCARD_TYPES.has(type) && names.length === 0 && wildcardSoFar) return undefined;
   return new Set(names);
 }
