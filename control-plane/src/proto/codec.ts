@@ -28,13 +28,17 @@ import type { CheckResponse } from './generated/envoy/service/auth/v3/CheckRespo
 import type { RateLimitRequest } from './generated/envoy/service/ratelimit/v3/RateLimitRequest.ts';
 import type { RateLimitResponse } from './generated/envoy/service/ratelimit/v3/RateLimitResponse.ts';
 import type { Any } from './generated/google/protobuf/Any.ts';
+import type { HeaderMutation } from './generated/envoy/extensions/filters/http/header_mutation/v3/HeaderMutation.ts';
+import type { Route } from './generated/envoy/config/route/v3/Route.ts';
+import type { VirtualHost } from './generated/envoy/config/route/v3/VirtualHost.ts';
 
 export type {
   Listener, RouteConfiguration, Cluster, ClusterLoadAssignment,
   DiscoveryRequest, DiscoveryResponse, DeltaDiscoveryRequest, DeltaDiscoveryResponse,
   HttpConnectionManager, Router, Cors, CorsPolicy, ExtAuthz, ExtAuthzPerRoute, RateLimit,
   LocalRateLimit, JwtAuthentication, UpstreamTlsContext, HttpProtocolOptions,
-  CheckRequest, CheckResponse, RateLimitRequest, RateLimitResponse, Any,
+  CheckRequest, CheckResponse, RateLimitRequest, RateLimitResponse, Any, HeaderMutation,
+  Route, VirtualHost,
 };
 
 /** Message full name -> its TypeScript input type. The one list of what Sluice encodes. */
@@ -62,6 +66,9 @@ export interface EnvoyMessages {
   'envoy.service.auth.v3.CheckResponse': CheckResponse;
   'envoy.service.ratelimit.v3.RateLimitRequest': RateLimitRequest;
   'envoy.service.ratelimit.v3.RateLimitResponse': RateLimitResponse;
+  'envoy.extensions.filters.http.header_mutation.v3.HeaderMutation': HeaderMutation;
+  'envoy.config.route.v3.Route': Route;
+  'envoy.config.route.v3.VirtualHost': VirtualHost;
 }
 
 export type MessageName = keyof EnvoyMessages;

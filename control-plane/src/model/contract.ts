@@ -1,0 +1,64 @@
+// Names shared between translate/ (which writes them into Envoy config) and the
+// services Envoy calls: authz/ reads the ext_authz context extensions and sets the
+// identity headers and dynamic metadata; ratelimit/ reads the descriptors. Keeping
+// them here (model/ is importable by all three) makes the contract one definition.
+
+/** Identity headers the gateway sets; any client-sent copy is stripped before ext_authz runs. */
+export const IDENTITY_HEADERS: readonly string[] = [
+  'x-consumer-id',
+  'x-sluice-consumer',
+  'x-sluice-credential',
+  'x-sluice-scopes',
+  'x-sluice-auth-mode',
+  'x-sluice-jwt-issuer',
+  'x-sluice-jwt-subject',
+  'x-user-id',
+];
+
+/** True for headers a client must never be able to supply (x-sluice-*, x-user-id, x-consumer-id). */
+export function isIdentityHeader(name: string): boolean {
+  return name.startsWith('x-sluice-') || IDENTITY_HEADERS.includes(name);
+}
+
+/**
+ * ext_authz CheckRequest.attributes.context_extensions keys (per-route settings).
+ * Values are strings; lists are sorted and space-separated.
+ */
+export const AUTHZ_CONTEXT = {
+  /** The Sluice route name. */
+  route: 'sluice_route',
+  /** Route auth mode: jwt | api_key | any. */
+  authMode: 'sluice_auth_mode',
+  /** Required scopes, space-separated (absent when none are required). */
+  scopes: 'sluice_scopes',
+  /** Allowed JWT provider names, space-separated (absent: any provider). */
+  jwtProviders: 'sluice_jwt_providers',
+} as const;
+
+/** Dynamic-metadata namespace Envoy stores ext_authz CheckResponse.dynamic_metadata under. */
+export const AUTHZ_METADATA_NAMESPACE = 'envoy.filters.http.ext_authz';
+
+/** Key in that namespace holding the authenticated consumer name (used for rate-limit keys). */
+export const AUTHZ_METADATA_CONSUMER = 'consumer';
+
+/**
+ * Rate-limit descriptors sent to the rate-limit service. Each policy on a route
+ * yields one descriptor whose first entry names the policy, followed by one entry
+ * per element of the policy's `key`, in the policy's order:
+ *
+ *   (sluice_policy, <policy name>)
+ *   route      -> (route, <route name>)
+ *   consumer   -> (consumer, <consumer name> | "anonymous")
+ *   client_ip  -> (remote_address, <client IP>)
+ *   {header}   -> (header:<name>, <value>)   entry omitted when the header is absent
+ */
+export const RATELIMIT_DESCRIPTOR = {
+  policy: 'sluice_policy',
+  route: 'route',
+  consumer: 'consumer',
+  /** Envoy's fixed key for the remote_address action. */
+  clientIp: 'remote_address',
+  headerPrefix: 'header:',
+  /** Consumer value when the request is not authenticated. */
+  anonymousConsumer: 'anonymous',
+} as const;

@@ -1,0 +1,95 @@
+// State -> Envoy resources. Pure and deterministic: the same State and options give
+// byte-identical resources (everything is sorted explicitly; map keys are inserted
+// in sorted order), each versioned by a hash of its bytes, so a change to one
+// object changes only the resources it shows up in.
+import type { RateLimitPolicy, State, Upstream } from '../model/index.ts';
+import { type MessageName, encode, typeUrl } from '../proto/codec.ts';
+import type { Cluster } from '../proto/codec.ts';
+import { serviceCluster, upstreamCluster, upstreamLoadAssignment, usesEds } from './clusters.ts';
+import { type FilterContext, filterNeeds, httpFilters } from './filters.ts';
+import { httpListener } from './listener.ts';
+import { routeConfigName } from './names.ts';
+import type { TranslateOptions } from './options.ts';
+import { type TranslationCache, encodeRouteConfiguration } from './route-config.ts';
+import type { RouteContext } from './routes.ts';
+import { compareStrings, contentVersion, sortedBy } from './util.ts';
+
+export type { TranslateOptions, ServiceEndpoint } from './options.ts';
+export { type TranslationCache, createTranslationCache } from './route-config.ts';
+
+/** One encoded Envoy resource (same shape as xds/'s XdsResource). */
+export interface XdsResource {
+  typeUrl: string;
+  name: string;
+  /** First 16 hex chars of the SHA-256 of `value`. */
+  version: string;
+  value: Uint8Array;
+}
+
+export interface EnvoyResources {
+  listeners: XdsResource[];
+  routes: XdsResource[];
+  clusters: XdsResource[];
+  endpoints: XdsResource[];
+}
+
+/**
+ * Expects a State that passed validateState (unique names, known references).
+ * Pass the same `cache` to successive calls (one pipeline) to skip re-encoding
+ * unchanged routes; the result is identical with or without it.
+ */
+export function translate(state: State, options: TranslateOptions, cache?: TranslationCache): EnvoyResources {
+  const upstreams = new Map<string, Upstream>(state.upstreams.map((u) => [u.name, u]));
+  const policies = new Map<string, RateLimitPolicy>(state.rate_limit_policies.map((p) => [p.name, p]));
+  const needs = filterNeeds(state, options, policies);
+  const filterContext: FilterContext = { needs, options, policies, anys: new Map() };
+  const routeContext: RouteContext = { ...filterContext, upstreams };
+  const sortedUpstreams = sortedBy(state.upstreams, (u) => u.name);
+
+  const listener = httpListener(options.listenerAddress ?? '0.0.0.0', options.listenerPort, httpFilters(state, needs, options));
+  const routesName = routeConfigName(options.listenerPort);
+  const routeConfig = encodeRouteConfiguration(routesName, state.routes, routeContext, cache);
+  return {
+    listeners: [resource('envoy.config.listener.v3.Listener', listener.name!, listener)],
+    routes: [encoded(typeUrl('envoy.config.route.v3.RouteConfiguration'), routesName, routeConfig)],
+    clusters: byName(
+      [...sortedUpstreams.map((u) => upstreamCluster(u)), ...serviceClusters(options)].map((cluster) =>
+        resource('envoy.config.cluster.v3.Cluster', cluster.name!, cluster),
+      ),
+    ),
+    endpoints: sortedUpstreams
+      .filter(usesEds)
+      .map((u) => upstreamLoadAssignment(u))
+      .map((cla) => resource('envoy.config.endpoint.v3.ClusterLoadAssignment', cla.cluster_name!, cla)),
+  };
+}
+
+/**
+ * Clusters for the authz and rate-limit services, emitted whenever configured so
+ * they are in place before any route needs them. One cluster when both name the
+ * same cluster at the same address; a clash is a deployment error.
+ */
+function serviceClusters(options: TranslateOptions): Cluster[] {
+  const services = [options.authz, options.ratelimit].filter((s) => s !== undefined);
+  const byName = new Map<string, { host: string; port: number }>();
+  for (const service of services) {
+    const seen = byName.get(service.clusterName);
+    if (seen && (seen.host !== service.host || seen.port !== service.port)) {
+      throw new Error(`cluster '${service.clusterName}' is configured with two addresses`);
+    }
+    byName.set(service.clusterName, { host: service.host, port: service.port });
+  }
+  return [...byName.entries()].map(([name, { host, port }]) => serviceCluster(name, host, port));
+}
+
+function resource<N extends MessageName>(name: N, resourceName: string, message: Parameters<typeof encode<N>>[1]): XdsResource {
+  return encoded(typeUrl(name), resourceName, encode(name, message));
+}
+
+function encoded(url: string, name: string, value: Uint8Array): XdsResource {
+  return { typeUrl: url, name, version: contentVersion(value), value };
+}
+
+function byName(resources: XdsResource[]): XdsResource[] {
+  return resources.sort((a, b) => compareStrings(a.name, b.name));
+}
