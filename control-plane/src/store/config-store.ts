@@ -1,0 +1,376 @@
+// The gateway config in Postgres. Every write is one transaction that
+// serialises on an advisory lock, applies the change to the whole config,
+// validates the result with model/ (so nothing half-valid is ever stored),
+// writes the changed rows, a revision (the whole config, for rollback) and one
+// audit row per change. The revision insert fires NOTIFY on commit (see the
+// migration), which is how every replica learns of it.
+import {
+  KINDS, DeclarativeConfigSchema, emptyState, issuesFromZod, validateState,
+  type DeclarativeConfig, type Issue, type Kind, type State,
+} from '../model/index.ts';
+import type { PrismaClient } from './prisma.ts';
+
+/** Advisory lock key serialising config writers (any fixed 64-bit number). */
+const WRITE_LOCK = 7_300_115_105_099n;
+
+export type StoreErrorCode = 'invalid' | 'not_found' | 'conflict' | 'precondition_failed' | 'unavailable';
+
+/** A failure the admin API maps to a 4xx/503; `issues` name the offending fields. */
+export class StoreError extends Error {
+  constructor(readonly code: StoreErrorCode, message: string, readonly issues: Issue[] = []) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+/** Key material kept beside a credential: never the key, only its HMAC and a visible prefix. */
+export interface CredentialKey {
+  prefix: string;
+  hash: string;
+}
+
+/** What a revision row holds: enough to restore the config exactly. */
+export interface RevisionSnapshot {
+  config: DeclarativeConfig;
+  credential_keys: Record<string, CredentialKey>;
+}
+
+export type ObjectSpec = DeclarativeConfig[Kind][number];
+
+export interface StoredObject {
+  kind: Kind;
+  name: string;
+  spec: ObjectSpec;
+  /** Bumped on every change; the admin API's ETag. */
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+  keyPrefix?: string;
+}
+
+export interface DiffEntry {
+  op: 'create' | 'update' | 'delete';
+  kind: Kind;
+  name: string;
+  before?: ObjectSpec;
+  after?: ObjectSpec;
+}
+
+export interface CommitResult {
+  /** The new revision, or the current one when nothing changed. */
+  revision: number;
+  /** False when the change was a no-op (no revision was made). */
+  changed: boolean;
+  diff: DiffEntry[];
+}
+
+export interface RevisionSummary {
+  revision: number;
+  createdAt: Date;
+  author: string;
+  message: string;
+}
+
+/**
+ * The config being changed inside a commit. Object operations check existence
+ * and, when asked, the caller's ETag version.
+ */
+export class Draft {
+  constructor(
+    readonly config: DeclarativeConfig,
+    readonly keys: Record<string, CredentialKey>,
+    private readonly versions: ReadonlyMap<string, number>,
+  ) {}
+
+  get(kind: Kind, name: string): ObjectSpec | undefined {
+    return (this.config[kind] as ObjectSpec[]).find((o) => o.name === name);
+  }
+
+  create(kind: Kind, spec: ObjectSpec, key?: CredentialKey): void {
+    if (this.get(kind, spec.name)) throw new StoreError('conflict', `${kind} '${spec.name}' already exists`, [{ path: ['name'], message: 'already exists' }]);
+    (this.config[kind] as ObjectSpec[]).push(spec);
+    if (key) this.keys[spec.name] = key;
+  }
+
+  replace(kind: Kind, name: string, spec: ObjectSpec, ifVersion?: number): void {
+    const list = this.config[kind] as ObjectSpec[];
+    const index = list.findIndex((o) => o.name === name);
+    if (index < 0) throw new StoreError('not_found', `${kind} '${name}' not found`);
+    this.checkVersion(kind, name, ifVersion);
+    if (spec.name !== name) throw new StoreError('invalid', 'name cannot be changed', [{ path: ['name'], message: `must be '${name}'` }]);
+    list[index] = spec;
+  }
+
+  delete(kind: Kind, name: string, ifVersion?: number): void {
+    const list = this.config[kind] as ObjectSpec[];
+    const index = list.findIndex((o) => o.name === name);
+    if (index < 0) throw new StoreError('not_found', `${kind} '${name}' not found`);
+    this.checkVersion(kind, name, ifVersion);
+    list.splice(index, 1);
+    if (kind === 'credentials') delete this.keys[name];
+    // A consumer's credentials go with it (as the foreign key cascades).
+    if (kind === 'consumers') {
+      for (const credential of this.config.credentials.filter((c) => c.consumer === name)) this.delete('credentials', credential.name);
+    }
+  }
+
+  /** Replaces the whole config (declarative apply, rollback); keys of kept credentials stay. */
+  replaceAll(config: DeclarativeConfig, keys?: Record<string, CredentialKey>): void {
+    for (const kind of KINDS) (this.config[kind] as ObjectSpec[]) = [...(config[kind] as ObjectSpec[])];
+    const kept = keys ?? this.keys;
+    const next: Record<string, CredentialKey> = {};
+    for (const credential of config.credentials) {
+      const key = kept[credential.name] ?? this.keys[credential.name];
+      if (key) next[credential.name] = key;
+    }
+    for (const name of Object.keys(this.keys)) delete this.keys[name];
+    Object.assign(this.keys, next);
+  }
+
+  private checkVersion(kind: Kind, name: string, ifVersion: number | undefined): void {
+    if (ifVersion === undefined) return;
+    const current = this.versions.get(`${kind}/${name}`);
+    if (current !== ifVersion) {
+      throw new StoreError('precondition_failed', `${kind} '${name}' is at version ${current}, not ${ifVersion}`);
+    }
+  }
+}
+
+type Row = { name: string; spec: unknown; version: number; createdAt: Date; updatedAt: Date; keyPrefix?: string | null };
+
+export class ConfigStore {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  /** The newest revision number (0 before the first write). */
+  async currentRevision(): Promise<number> {
+    const latest = await this.prisma.revision.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
+    return latest ? Number(latest.id) : 0;
+  }
+
+  /** The whole config at the newest revision. */
+  async loadState(): Promise<{ state: State; keys: Record<string, CredentialKey> }> {
+    const latest = await this.prisma.revision.findFirst({ orderBy: { id: 'desc' } });
+    if (!latest) return { state: emptyState(0), keys: {} };
+    const snapshot = parseSnapshot(latest.snapshot);
+    return { state: { revision: Number(latest.id), ...snapshot.config }, keys: snapshot.credential_keys };
+  }
+
+  async revisionSnapshot(revision: number): Promise<RevisionSnapshot | undefined> {
+    const row = await this.prisma.revision.findUnique({ where: { id: BigInt(revision) } });
+    return row ? parseSnapshot(row.snapshot) : undefined;
+  }
+
+  async listRevisions(limit: number, before?: number): Promise<RevisionSummary[]> {
+    const rows = await this.prisma.revision.findMany({
+      where: before === undefined ? {} : { id: { lt: BigInt(before) } },
+      orderBy: { id: 'desc' },
+      take: limit,
+      select: { id: true, createdAt: true, author: true, message: true },
+    });
+    return rows.map((r) => ({ revision: Number(r.id), createdAt: r.createdAt, author: r.author, message: r.message }));
+  }
+
+  async revisionDiff(revision: number): Promise<DiffEntry[]> {
+    const rows = await this.prisma.auditLog.findMany({ where: { revision: BigInt(revision) }, orderBy: { id: 'asc' } });
+    return rows.map((r) => ({
+      op: r.action as DiffEntry['op'],
+      kind: r.kind as Kind,
+      name: r.objectName ?? '',
+      ...(r.before === null ? {} : { before: r.before as ObjectSpec }),
+      ...(r.after === null ? {} : { after: r.after as ObjectSpec }),
+    }));
+  }
+
+  async get(kind: Kind, name: string): Promise<StoredObject | undefined> {
+    const row = (await delegate(this.prisma, kind).findUnique({ where: { name } })) as Row | null;
+    return row ? toStored(kind, row) : undefined;
+  }
+
+  /** A page of objects ordered by name, after `after` (exclusive), optionally by name prefix. */
+  async list(kind: Kind, opts: { limit: number; after?: string; prefix?: string }): Promise<StoredObject[]> {
+    const where: Record<string, unknown> = {};
+    const name: Record<string, string> = {};
+    if (opts.after !== undefined) name.gt = opts.after;
+    if (opts.prefix !== undefined) name.startsWith = opts.prefix;
+    if (Object.keys(name).length > 0) where.name = name;
+    const rows = (await delegate(this.prisma, kind).findMany({ where, orderBy: { name: 'asc' }, take: opts.limit })) as Row[];
+    return rows.map((row) => toStored(kind, row));
+  }
+
+  /**
+   * Runs `plan` on a draft of the current config and commits the result as one
+   * revision. Nothing is written when the plan throws, the result is invalid,
+   * nothing changed, or `dryRun` is set (then the diff is still returned).
+   */
+  async commit(actor: string, message: string, plan: (draft: Draft) => void, opts: { dryRun?: boolean } = {}): Promise<CommitResult> {
+    return this.prisma.$transaction(
+      async (tx) => {
+        await tx.$executeRaw`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
+        const latest = await tx.revision.findFirst({ orderBy: { id: 'desc' } });
+        const current = latest ? parseSnapshot(latest.snapshot) : { config: emptyConfig(), credential_keys: {} };
+        const currentRevision = latest ? Number(latest.id) : 0;
+        const versions = await loadVersions(tx as unknown as PrismaClient);
+        const draft = new Draft(structuredClone(current.config), { ...current.credential_keys }, versions);
+        plan(draft);
+
+        const next = normalise(draft.config);
+        const issues = validateState({ revision: currentRevision + 1, ...next });
+        if (issues.length > 0) throw new StoreError('invalid', 'the change would make the config invalid', issues);
+
+        const diff = diffConfigs(current.config, next);
+        const keysChanged = JSON.stringify(sortKeys(current.credential_keys)) !== JSON.stringify(sortKeys(draft.keys));
+        if (opts.dryRun || (diff.length === 0 && !keysChanged)) return { revision: currentRevision, changed: false, diff };
+
+        const revision = await tx.revision.create({
+          data: { author: actor, message, snapshot: { config: next, credential_keys: sortKeys(draft.keys) } as object },
+          select: { id: true },
+        });
+        await writeRows(tx as unknown as PrismaClient, diff, draft.keys);
+        await tx.auditLog.createMany({
+          data: diff.map((d) => ({
+            revision: revision.id,
+            actor,
+            action: d.op,
+            kind: d.kind,
+            objectName: d.name,
+            before: (d.before ?? undefined) as object | undefined,
+            after: (d.after ?? undefined) as object | undefined,
+          })),
+        });
+        return { revision: Number(revision.id), changed: true, diff };
+      },
+      { timeout: 30_000, maxWait: 10_000 },
+    );
+  }
+}
+
+function emptyConfig(): DeclarativeConfig {
+  const { revision: _revision, ...config } = emptyState(0);
+  return config;
+}
+
+function parseSnapshot(value: unknown): RevisionSnapshot {
+  const raw = value as Partial<RevisionSnapshot>;
+  const parsed = DeclarativeConfigSchema.safeParse(raw.config ?? {});
+  if (!parsed.success) throw new StoreError('invalid', 'stored revision does not parse', issuesFromZod(parsed.error));
+  return { config: parsed.data, credential_keys: raw.credential_keys ?? {} };
+}
+
+/** Re-parses through the schema so defaults are filled in and stored specs are canonical. */
+function normalise(config: DeclarativeConfig): DeclarativeConfig {
+  const parsed = DeclarativeConfigSchema.safeParse(config);
+  if (!parsed.success) throw new StoreError('invalid', 'invalid config', issuesFromZod(parsed.error));
+  const out = parsed.data;
+  for (const kind of KINDS) (out[kind] as ObjectSpec[]).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return out;
+}
+
+/** Object-level differences between two configs, in kind then name order. */
+export function diffConfigs(before: DeclarativeConfig, after: DeclarativeConfig): DiffEntry[] {
+  const diff: DiffEntry[] = [];
+  for (const kind of KINDS) {
+    const old = new Map((before[kind] as ObjectSpec[]).map((o) => [o.name, o]));
+    const next = new Map((after[kind] as ObjectSpec[]).map((o) => [o.name, o]));
+    const names = [...new Set([...old.keys(), ...next.keys()])].sort();
+    for (const name of names) {
+      const a = old.get(name);
+      const b = next.get(name);
+      if (a && !b) diff.push({ op: 'delete', kind, name, before: a });
+      else if (!a && b) diff.push({ op: 'create', kind, name, after: b });
+      else if (a && b && canonical(a) !== canonical(b)) diff.push({ op: 'update', kind, name, before: a, after: b });
+    }
+  }
+  return diff;
+}
+
+function canonical(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(sortKeys) as T;
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value).sort()) {
+    const item = (value as Record<string, unknown>)[key];
+    if (item !== undefined) out[key] = sortKeys(item);
+  }
+  return out as T;
+}
+
+interface ObjectDelegate {
+  findUnique(args: { where: { name: string } }): Promise<unknown>;
+  findMany(args: object): Promise<unknown[]>;
+  create(args: { data: Record<string, unknown> }): Promise<unknown>;
+  update(args: { where: { name: string }; data: Record<string, unknown> }): Promise<unknown>;
+  delete(args: { where: { name: string } }): Promise<unknown>;
+}
+
+/** The Prisma model delegate for a kind (the six object tables share one shape). */
+function delegate(prisma: PrismaClient, kind: Kind): ObjectDelegate {
+  const delegates: Record<Kind, unknown> = {
+    upstreams: prisma.upstream,
+    routes: prisma.route,
+    consumers: prisma.consumer,
+    credentials: prisma.credential,
+    jwt_providers: prisma.jwtProvider,
+    rate_limit_policies: prisma.rateLimitPolicy,
+  };
+  return delegates[kind] as ObjectDelegate;
+}
+
+async function loadVersions(prisma: PrismaClient): Promise<Map<string, number>> {
+  const versions = new Map<string, number>();
+  for (const kind of KINDS) {
+    const rows = (await delegate(prisma, kind).findMany({ select: { name: true, version: true } })) as Array<{ name: string; version: number }>;
+    for (const row of rows) versions.set(`${kind}/${row.name}`, row.version);
+  }
+  return versions;
+}
+
+/** Applies a diff to the object tables, parents before children on create, children first on delete. */
+async function writeRows(prisma: PrismaClient, diff: DiffEntry[], keys: Record<string, CredentialKey>): Promise<void> {
+  const deletes = diff.filter((d) => d.op === 'delete').sort((a, b) => (a.kind === 'credentials' ? -1 : b.kind === 'credentials' ? 1 : 0));
+  for (const d of deletes) {
+    // A cascade from a deleted consumer may have removed the row already.
+    await delegate(prisma, d.kind).delete({ where: { name: d.name } }).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+  for (const d of diff.filter((x) => x.op !== 'delete').sort((a, b) => (a.kind === 'credentials' ? 1 : b.kind === 'credentials' ? -1 : 0))) {
+    const data = await rowData(prisma, d.kind, d.after!, keys);
+    if (d.op === 'create') await delegate(prisma, d.kind).create({ data: { name: d.name, ...data } });
+    else await delegate(prisma, d.kind).update({ where: { name: d.name }, data: { ...data, version: { increment: 1 } } });
+  }
+}
+
+async function rowData(prisma: PrismaClient, kind: Kind, spec: ObjectSpec, keys: Record<string, CredentialKey>): Promise<Record<string, unknown>> {
+  if (kind !== 'credentials') return { spec: spec as object };
+  const credential = spec as DeclarativeConfig['credentials'][number];
+  const consumer = await prisma.consumer.findUnique({ where: { name: credential.consumer }, select: { id: true } });
+  if (!consumer) throw new StoreError('invalid', `unknown consumer '${credential.consumer}'`, [{ path: ['consumer'], message: 'unknown consumer' }]);
+  const key = keys[credential.name];
+  return {
+    spec: spec as object,
+    consumerId: consumer.id,
+    keyPrefix: key?.prefix ?? null,
+    keyHash: key?.hash ?? null,
+    expiresAt: credential.expires_at ? new Date(credential.expires_at) : null,
+  };
+}
+
+function isNotFound(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'P2025';
+}
+
+function toStored(kind: Kind, row: Row): StoredObject {
+  return {
+    kind,
+    name: row.name,
+    spec: row.spec as ObjectSpec,
+    version: row.version,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+    ...(row.keyPrefix ? { keyPrefix: row.keyPrefix } : {}),
+  };
+}
