@@ -22,6 +22,11 @@ export interface Config {
   adminPort: number;
   xdsHost: string;
   xdsPort: number;
+  /** Address and port every Envoy's gateway listener binds (translated into the Listener). */
+  gatewayAddress: string;
+  gatewayPort: number;
+  /** First admin token to create at start when none exists (write role); undefined: none. */
+  bootstrapToken: string | undefined;
   authzHost: string;
   authzPort: number;
   ratelimitHost: string;
@@ -42,7 +47,7 @@ export class ConfigError extends Error {
 }
 
 // Variables whose values must never be echoed back in an error message.
-const secretVariables = new Set(['SLUICE_SECRET', 'DATABASE_URL', 'REDIS_URL']);
+const secretVariables = new Set(['SLUICE_SECRET', 'DATABASE_URL', 'REDIS_URL', 'SLUICE_BOOTSTRAP_TOKEN']);
 
 // Compose files and shells often produce FOO= ; treat empty as unset.
 const optional = <T extends z.ZodType>(schema: T) =>
@@ -78,6 +83,9 @@ const schema = z.object({
   ADMIN_PORT: optional(port).default(9080),
   XDS_HOST: optional(host).default('127.0.0.1'),
   XDS_PORT: optional(port).default(18000),
+  GATEWAY_ADDRESS: optional(host).default('0.0.0.0'),
+  GATEWAY_PORT: optional(port).default(10000),
+  SLUICE_BOOTSTRAP_TOKEN: optional(z.string().min(24, { error: 'expected at least 24 characters when set' })),
   AUTHZ_HOST: optional(host).default('127.0.0.1'),
   AUTHZ_PORT: optional(port).default(9191),
   RATELIMIT_HOST: optional(host).default('127.0.0.1'),
@@ -118,6 +126,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminPort: e.ADMIN_PORT,
     xdsHost: e.XDS_HOST,
     xdsPort: e.XDS_PORT,
+    gatewayAddress: e.GATEWAY_ADDRESS,
+    gatewayPort: e.GATEWAY_PORT,
+    bootstrapToken: e.SLUICE_BOOTSTRAP_TOKEN,
     authzHost: e.AUTHZ_HOST,
     authzPort: e.AUTHZ_PORT,
     ratelimitHost: e.RATELIMIT_HOST,

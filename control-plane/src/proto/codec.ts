@@ -100,17 +100,44 @@ export function encode<N extends MessageName>(name: N, message: EnvoyMessages[N]
   return type.encode(type.fromObject(message as Record<string, unknown>)).finish();
 }
 
+interface FieldInfo {
+  /** The nested message type to check, or undefined for scalars, enums and Any. */
+  child?: protobuf.Type;
+  repeated: boolean;
+  map: boolean;
+}
+
+// Per-type field table: resolving field types through protobufjs getters on
+// every encode was the bulk of the check's cost.
+const fieldTables = new WeakMap<protobuf.Type, Map<string, FieldInfo>>();
+
+function fieldTable(type: protobuf.Type): Map<string, FieldInfo> {
+  let table = fieldTables.get(type);
+  if (table) return table;
+  table = new Map();
+  for (const [name, field] of Object.entries(type.fields)) {
+    const resolved = field.resolvedType;
+    const child = resolved instanceof protobuf.Type && resolved.fullName !== '.google.protobuf.Any' ? resolved : undefined;
+    table.set(name, { ...(child ? { child } : {}), repeated: field.repeated, map: field.map });
+  }
+  for (const name of Object.keys(type.oneofs ?? {})) {
+    // proto-loader's virtual "which oneof" key: allowed, nothing to check.
+    if (!table.has(name)) table.set(name, { repeated: false, map: false });
+  }
+  fieldTables.set(type, table);
+  return table;
+}
+
 function assertKnownFields(type: protobuf.Type, message: unknown, where: string): void {
   if (message === null || typeof message !== 'object' || ArrayBuffer.isView(message)) return;
-  for (const [key, value] of Object.entries(message)) {
+  const table = fieldTable(type);
+  for (const key in message) {
+    const value = (message as Record<string, unknown>)[key];
     if (value === undefined) continue;
-    const field = type.fields[key];
-    if (!field) {
-      if (type.oneofs?.[key]) continue; // proto-loader's virtual "which oneof" key
-      throw new Error(`${where}.${key}: no such field in ${type.fullName}`);
-    }
-    const child = field.resolvedType;
-    if (!(child instanceof protobuf.Type) || child.fullName === '.google.protobuf.Any') continue;
+    const field = table.get(key);
+    if (!field) throw new Error(`${where}.${key}: no such field in ${type.fullName}`);
+    const child = field.child;
+    if (!child) continue;
     if (field.repeated && Array.isArray(value)) {
       value.forEach((item, i) => assertKnownFields(child, item, `${where}.${key}[${i}]`));
     } else if (field.map && typeof value === 'object' && value !== null) {
