@@ -1,0 +1,100 @@
+// Runs the real control plane (control-plane/src/main.ts) as a child process,
+// on free loopback ports, against a given database, with a known admin token.
+// Killed on stop() and when the test process exits.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, sleep } from './net.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+export interface ControlPlane {
+  adminUrl: string;
+  xdsPort: number;
+  gatewayPort: number;
+  token: string;
+  output(): string;
+  /** Calls the admin API with the admin token; JSON in, parsed JSON out. */
+  api(method: string, pathAndQuery: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; headers: Headers; body: unknown }>;
+  stop(): Promise<void>;
+}
+
+export async function startControlPlane(opts: { databaseUrl: string; gatewayPort?: number; env?: Record<string, string> }): Promise<ControlPlane> {
+  const adminPort = await freePort();
+  const xdsPort = await freePort();
+  const gatewayPort = opts.gatewayPort ?? (await freePort());
+  const token = `test_${randomBytes(24).toString('hex')}`;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'control-plane/src/main.ts'], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      DATABASE_URL: opts.databaseUrl,
+      ADMIN_HOST: '127.0.0.1',
+      ADMIN_PORT: String(adminPort),
+      XDS_HOST: '127.0.0.1',
+      XDS_PORT: String(xdsPort),
+      GATEWAY_ADDRESS: '127.0.0.1',
+      GATEWAY_PORT: String(gatewayPort),
+      SLUICE_SECRET: randomBytes(32).toString('hex'),
+      SLUICE_BOOTSTRAP_TOKEN: token,
+      LOG_LEVEL: 'warn',
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+
+  const api: ControlPlane['api'] = async (method, pathAndQuery, body, headers = {}) => {
+    const res = await fetch(adminUrl + pathAndQuery, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, headers: res.headers, body: parsed };
+  };
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`control plane exited with ${child.exitCode}:\n${output}`);
+    const ok = await fetch(`${adminUrl}/healthz`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`control plane did not start:\n${output}`);
+    await sleep(100);
+  }
+
+  return {
+    adminUrl,
+    xdsPort,
+    gatewayPort,
+    token,
+    output: () => output,
+    api,
+    stop: async () => {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      running.delete(child);
+    },
+  };
+}
