@@ -100,7 +100,12 @@ function headerMatcher(header: HeaderMatch): HeaderMatcher {
   else if (header.prefix !== undefined) matcher.string_match = { prefix: header.prefix };
   else if (header.regex !== undefined) matcher.string_match = { safe_regex: { regex: header.regex } };
   else matcher.present_match = true;
-  if (header.invert) matcher.invert_match = true;
+  if (header.invert) {
+    matcher.invert_match = true;
+    // "not x=1" should match a request without x; Envoy skips absent headers
+    // for value matchers unless told to read them as empty.
+    if (matcher.string_match) matcher.treat_missing_header_as_empty = true;
+  }
   return matcher;
 }
 
