@@ -7,7 +7,7 @@ import { ChangeFeed } from '../../control-plane/src/store/change-feed.ts';
 import { ConfigStore, StoreError } from '../../control-plane/src/store/config-store.ts';
 import { migrate } from '../../control-plane/src/store/migrate.ts';
 import { createPrisma, type PrismaClient } from '../../control-plane/src/store/prisma.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts';
+import { createTestDatabase, stopTestPostgres, type TestDatabase } from '../helpers/postgres.ts';
 
 let db: TestDatabase;
 let prisma: PrismaClient;
@@ -27,6 +27,7 @@ before(async () => {
 after(async () => {
   await prisma?.$disconnect();
   await db?.drop();
+  await stopTestPostgres();
 });
 
 test('writes make revisions with audit rows; a no-op makes none', async () => {
