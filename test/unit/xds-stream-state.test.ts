@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SnapshotCache } from '../../control-plane/src/xds/cache.ts';
-import { TYPE, type TypeUrl, type XdsResource } from '../../control-plane/src/xds/resources.ts';
+import { TYPE, setVersion, type TypeUrl, type XdsResource } from '../../control-plane/src/xds/resources.ts';
 import { makeSnapshot, type Snapshot } from '../../control-plane/src/xds/snapshot.ts';
 import { StreamState } from '../../control-plane/src/xds/stream-state.ts';
 
@@ -152,4 +152,14 @@ test('stale nonces change nothing', () => {
   stream.state(push.type).inFlight = { nonce: 'n1', set: push.set, snapshot: s1 };
   assert.equal(stream.settle(push.type, 'n0', false).kind, 'stale');
   assert.ok(stream.state(push.type).inFlight);
+});
+
+test('groups without a snapshot of their own keep falling back to the default one', () => {
+  const cache = new SnapshotCache();
+  const s1 = config(1, 'a', 'r1');
+  cache.setSnapshot(SnapshotCache.DEFAULT_GROUP, s1);
+  const sent = s1.types.get(TYPE.cluster)!;
+  cache.remember('edge', sent);
+  assert.equal(cache.servable('edge'), s1);
+  assert.equal(cache.recall('edge', setVersion(sent)), sent);
 });

@@ -85,7 +85,8 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
    * to guess).
    */
   remember(group: string, set: ResourceSet): void {
-    const entry = this.entry(group);
+    const entry = this.entryFor(group);
+    if (!entry) return;
     const version = setVersion(set);
     entry.history.delete(version);
     entry.history.set(version, set);
@@ -93,7 +94,7 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   }
 
   recall(group: string, version: string): ResourceSet | undefined {
-    return this.groups.get(group)?.history.get(version);
+    return this.entryFor(group)?.history.get(version);
   }
 
   groupNames(): string[] {
