@@ -139,7 +139,25 @@ export class Draft {
 type Row = { name: string; spec: unknown; version: number; createdAt: Date; updatedAt: Date; keyPrefix?: string | null };
 
 export class ConfigStore {
+  /**
+   * The newest revision this process has parsed. Revisions never change once
+   * written, so it stays valid as long as its id is still the newest; this
+   * spares every write and reload re-reading and re-parsing the whole config.
+   */
+  private latest?: { revision: number; snapshot: RevisionSnapshot };
+
   constructor(private readonly prisma: PrismaClient) {}
+
+  /** The newest revision's snapshot, parsed once per revision. */
+  private async latestSnapshot(prisma: PrismaClient): Promise<{ revision: number; snapshot: RevisionSnapshot }> {
+    const head = await prisma.revision.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
+    if (!head) return { revision: 0, snapshot: { config: emptyConfig(), credential_keys: {} } };
+    const revision = Number(head.id);
+    if (this.latest?.revision === revision) return this.latest;
+    const row = await prisma.revision.findUniqueOrThrow({ where: { id: head.id }, select: { snapshot: true } });
+    this.latest = { revision, snapshot: parseSnapshot(row.snapshot) };
+    return this.latest;
+  }
 
   /** The newest revision number (0 before the first write). */
   async currentRevision(): Promise<number> {
@@ -149,10 +167,8 @@ export class ConfigStore {
 
   /** The whole config at the newest revision. */
   async loadState(): Promise<{ state: State; keys: Record<string, CredentialKey> }> {
-    const latest = await this.prisma.revision.findFirst({ orderBy: { id: 'desc' } });
-    if (!latest) return { state: emptyState(0), keys: {} };
-    const snapshot = parseSnapshot(latest.snapshot);
-    return { state: { revision: Number(latest.id), ...snapshot.config }, keys: snapshot.credential_keys };
+    const { revision, snapshot } = await this.latestSnapshot(this.prisma);
+    return { state: { revision, ...structuredClone(snapshot.config) }, keys: { ...snapshot.credential_keys } };
   }
 
   async revisionSnapshot(revision: number): Promise<RevisionSnapshot | undefined> {
@@ -206,9 +222,7 @@ export class ConfigStore {
     return this.prisma.$transaction(
       async (tx) => {
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
-        const latest = await tx.revision.findFirst({ orderBy: { id: 'desc' } });
-        const current = latest ? parseSnapshot(latest.snapshot) : { config: emptyConfig(), credential_keys: {} };
-        const currentRevision = latest ? Number(latest.id) : 0;
+        const { revision: currentRevision, snapshot: current } = await this.latestSnapshot(tx as unknown as PrismaClient);
         const versions = await loadVersions(tx as unknown as PrismaClient);
         const draft = new Draft(structuredClone(current.config), { ...current.credential_keys }, versions);
         plan(draft);
@@ -226,6 +240,7 @@ export class ConfigStore {
           select: { id: true },
         });
         await writeRows(tx as unknown as PrismaClient, diff, draft.keys);
+        const committed = { revision: Number(revision.id), snapshot: { config: next, credential_keys: sortKeys(draft.keys) } };
         await tx.auditLog.createMany({
           data: diff.map((d) => ({
             revision: revision.id,
@@ -237,10 +252,14 @@ export class ConfigStore {
             after: (d.after ?? undefined) as object | undefined,
           })),
         });
-        return { revision: Number(revision.id), changed: true, diff };
+        return { revision: Number(revision.id), changed: true, diff, committed };
       },
       { timeout: 30_000, maxWait: 10_000 },
-    );
+    ).then(({ committed, ...result }: CommitResult & { committed?: { revision: number; snapshot: RevisionSnapshot } }) => {
+      // Only after the commit: a rolled-back transaction must not leave its config here.
+      if (committed) this.latest = committed;
+      return result;
+    });
   }
 }
 
