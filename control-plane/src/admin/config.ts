@@ -1,0 +1,53 @@
+// The whole config at once: validate, diff (a dry run of exactly what PUT would
+// do) and declarative apply (all-or-nothing; applying the same file twice makes
+// no new revision). Bodies may be JSON or YAML (see app.ts for the parsers).
+//
+// Error paths here are relative to the file: 'routes.0.action.upstream', with
+// the index as written in the file.
+import type { FastifyInstance } from 'fastify';
+import { parseDeclarativeConfig, type DeclarativeConfig } from '../model/index.ts';
+import type { DiffEntry } from '../store/config-store.ts';
+import { actorOf } from './auth.ts';
+import { type AdminContext, commitWrite } from './commit.ts';
+import { fieldsFromIssues, ProblemError } from './problem.ts';
+
+function parseConfig(body: unknown): DeclarativeConfig {
+  const parsed = parseDeclarativeConfig(body ?? {});
+  if (!parsed.ok) throw new ProblemError(422, 'invalid config', fieldsFromIssues(parsed.issues));
+  return parsed.value;
+}
+
+export function changeList(diff: readonly DiffEntry[]) {
+  return diff.map(({ op, kind, name }) => ({ op, kind, name }));
+}
+
+export function registerConfig(app: FastifyInstance, ctx: AdminContext): void {
+  // '::' is fastify's escape for a literal ':' in a path.
+  app.post('/v1/config::validate', async (request) => {
+    parseConfig(request.body);
+    return { valid: true };
+  });
+
+  app.post('/v1/config::diff', async (request) => {
+    const config = parseConfig(request.body);
+    const result = await ctx.store.commit(actorOf(request), 'diff (dry run)', (draft) => draft.replaceAll(config), { dryRun: true });
+    return { revision: result.revision, changes: changeList(result.diff) };
+  });
+
+  app.put('/v1/config', async (request, reply) => {
+    const config = parseConfig(request.body);
+    const outcome = await commitWrite(ctx, request, reply, 'declarative apply', (draft) => draft.replaceAll(config));
+    return {
+      revision: outcome.revision,
+      changed: outcome.changed,
+      changes: changeList(outcome.diff),
+      ...(outcome.applied === undefined ? {} : { applied: outcome.applied }),
+    };
+  });
+
+  app.get('/v1/config', async () => {
+    const { state } = await ctx.store.loadState();
+    const { revision, ...config } = state;
+    return { revision, config };
+  });
+}

@@ -1,0 +1,61 @@
+// Revision history and rollback. A rollback is a new revision whose config is
+// exactly revision n's (API-key hashes included), never a rewrite of history.
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { RevisionSummary } from '../store/config-store.ts';
+import { type AdminContext, commitWrite } from './commit.ts';
+import { changeList } from './config.ts';
+import { ProblemError } from './problem.ts';
+import { actionTarget, parseOrThrow } from './resources.ts';
+
+const ListQuerySchema = z.looseObject({
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  before: z.coerce.number().int().min(1).optional(),
+});
+
+const RevisionNumberSchema = z.coerce.number().int().min(1);
+
+function summary(r: RevisionSummary) {
+  return { revision: r.revision, created_at: r.createdAt.toISOString(), author: r.author, message: r.message };
+}
+
+function revisionNumber(raw: string): number {
+  const parsed = RevisionNumberSchema.safeParse(raw);
+  if (!parsed.success) throw new ProblemError(404, `revision '${raw}' not found`);
+  return parsed.data;
+}
+
+export function registerRevisions(app: FastifyInstance, ctx: AdminContext): void {
+  app.get('/v1/revisions', async (request) => {
+    const query = parseOrThrow(ListQuerySchema, request.query, 400, 'invalid query parameters');
+    const rows = await ctx.store.listRevisions(query.limit + 1, query.before);
+    const page = rows.slice(0, query.limit);
+    const next = rows.length > query.limit ? (page.at(-1)?.revision ?? null) : null;
+    return { items: page.map(summary), next };
+  });
+
+  app.get<{ Params: { n: string } }>('/v1/revisions/:n', async (request) => {
+    const n = revisionNumber(request.params.n);
+    const [row] = await ctx.store.listRevisions(1, n + 1);
+    if (!row || row.revision !== n) throw new ProblemError(404, `revision ${n} not found`);
+    const changes = await ctx.store.revisionDiff(n);
+    return { ...summary(row), changes };
+  });
+
+  // Fastify cannot route ':n' followed by a literal ':rollback'; see actionTarget.
+  app.post<{ Params: { target: string } }>('/v1/revisions/:target', async (request, reply) => {
+    const n = revisionNumber(actionTarget(request.params.target, 'rollback'));
+    const snapshot = await ctx.store.revisionSnapshot(n);
+    if (!snapshot) throw new ProblemError(404, `revision ${n} not found`);
+    const outcome = await commitWrite(ctx, request, reply, `rollback to revision ${n}`, (draft) =>
+      draft.replaceAll(snapshot.config, snapshot.credential_keys),
+    );
+    return {
+      revision: outcome.revision,
+      changed: outcome.changed,
+      restored: n,
+      changes: changeList(outcome.diff),
+      ...(outcome.applied === undefined ? {} : { applied: outcome.applied }),
+    };
+  });
+}

@@ -1,0 +1,80 @@
+// Composition root: validated config, wiring, signals, graceful shutdown.
+//
+//   Postgres (embedded or DATABASE_URL) -> migrations -> ConfigStore
+//   change feed (LISTEN) -> Publisher (load State, translate) -> SnapshotCache
+//   SnapshotCache + NodeRegistry -> ADS server (SotW + delta) -> Envoys
+//   admin API (fastify) -> ConfigStore commits; fleet status from NodeRegistry
+import { createHash } from 'node:crypto';
+import { buildAdminApp } from './admin/app.ts';
+import { configOrExit, type Config } from './config/env.ts';
+import { createLog, type Log } from './log.ts';
+import { Publisher } from './publisher.ts';
+import { ChangeFeed } from './store/change-feed.ts';
+import { ConfigStore } from './store/config-store.ts';
+import { migrate } from './store/migrate.ts';
+import { startDatabase } from './store/postgres.ts';
+import { createPrisma, type PrismaClient } from './store/prisma.ts';
+import { SnapshotCache } from './xds/cache.ts';
+import { NodeRegistry } from './xds/registry.ts';
+import { AdsServer } from './xds/server.ts';
+
+async function main(): Promise<void> {
+  const config = configOrExit();
+  const log = createLog(config.logLevel);
+  const closers: Array<() => Promise<unknown>> = [];
+  const shutdown = async (signal: string) => {
+    log.info('sluice: shutting down', { signal });
+    for (const close of closers.reverse()) await close().catch((err: unknown) => log.warn('sluice: close failed', { error: String(err) }));
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+
+  const db = await startDatabase(config, { handleSignals: false });
+  closers.push(() => db.stop());
+  const migrated = await migrate(db.url);
+  log.info('sluice: database ready', { embedded: config.databaseUrl === undefined, migrationsApplied: migrated.applied.length });
+
+  const prisma = createPrisma(db.url);
+  closers.push(() => prisma.$disconnect());
+  await ensureBootstrapToken(prisma, config, log);
+  const store = new ConfigStore(prisma);
+
+  const cache = new SnapshotCache();
+  const registry = new NodeRegistry();
+  const ads = new AdsServer({ cache, registry, log });
+  const xdsPort = await ads.listen(config.xdsHost, config.xdsPort);
+  closers.push(() => ads.close());
+  log.info('sluice: xds listening', { host: config.xdsHost, port: xdsPort });
+
+  const publisher = new Publisher({
+    loadState: async () => (await store.loadState()).state,
+    cache,
+    translateOptions: { listenerPort: config.gatewayPort, listenerAddress: config.gatewayAddress },
+    log,
+  });
+  const feed = new ChangeFeed(db.url);
+  feed.on('revision', (revision) => publisher.notify(revision));
+  feed.on('connected', (connected) => log.info('sluice: change feed', { connected }));
+  await feed.start();
+  closers.push(() => feed.stop());
+
+  const admin = buildAdminApp({ store, prisma, registry, secret: config.secret });
+  await admin.listen({ host: config.adminHost, port: config.adminPort });
+  closers.push(() => admin.close());
+  log.info('sluice: admin API listening', { host: config.adminHost, port: config.adminPort });
+}
+
+/** Creates the first write token from SLUICE_BOOTSTRAP_TOKEN when no token exists yet. */
+async function ensureBootstrapToken(prisma: PrismaClient, config: Config, log: Log): Promise<void> {
+  if (!config.bootstrapToken) return;
+  const tokenHash = createHash('sha256').update(config.bootstrapToken).digest('hex');
+  if ((await prisma.adminToken.count()) > 0) return;
+  await prisma.adminToken.create({ data: { name: 'bootstrap', tokenHash, role: 'write' } });
+  log.info('sluice: bootstrap admin token created', { name: 'bootstrap' });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`sluice: failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
