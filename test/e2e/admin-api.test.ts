@@ -13,6 +13,7 @@ import { ConfigStore } from '../../control-plane/src/store/config-store.ts';
 import { migrate } from '../../control-plane/src/store/migrate.ts';
 import { createPrisma, type PrismaClient } from '../../control-plane/src/store/prisma.ts';
 import { NodeRegistry } from '../../control-plane/src/xds/registry.ts';
+import { translate } from '../../control-plane/src/translate/index.ts';
 import { createTestDatabase, stopTestPostgres, type TestDatabase } from '../helpers/postgres.ts';
 
 const SECRET = 'admin-test-secret';
@@ -389,6 +390,12 @@ test('revisions are listed and paged; rollback restores revision n exactly, as a
   const { state: restored } = await store.loadState();
   assert.equal(restored.revision, head + 1);
   assert.deepEqual({ ...restored, revision: 0 }, { ...atTarget, revision: 0 });
+  // What Envoy gets is the same, byte for byte.
+  const envoyView = (state: typeof restored) => {
+    const resources = translate(state, { listenerPort: 10000 });
+    return Object.values(resources).flat().map((r) => [r.typeUrl, r.name, Buffer.from(r.value).toString('base64')]);
+  };
+  assert.deepEqual(envoyView(restored), envoyView(atTarget));
 });
 
 test('an API key is shown once at creation and never again, nor stored or logged in clear', async () => {
