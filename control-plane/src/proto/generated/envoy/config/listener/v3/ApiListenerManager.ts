@@ -1,8 +1,0 @@
-// Original file: node_modules/@grpc/grpc-js-xds/deps/envoy-api/envoy/config/listener/v3/listener.proto
-
-
-export interface ApiListenerManager {
-}
-
-export interface ApiListenerManager__Output {
-}

@@ -1,8 +1,0 @@
-// Original file: node_modules/@grpc/grpc-js-xds/deps/envoy-api/envoy/extensions/filters/http/cors/v3/cors.proto
-
-
-export interface Cors {
-}
-
-export interface Cors__Output {
-}
