@@ -40,6 +40,17 @@ function envoyLike(): StreamState {
   return stream;
 }
 
+/** Plays a fresh Envoy through its first full sync to `snapshot` (one cluster 'a'). */
+function syncFirst(stream: StreamState, snapshot: Snapshot) {
+  step(stream, snapshot);
+  subscribe(stream, TYPE.endpoint, ['a']);
+  step(stream, snapshot);
+  step(stream, snapshot);
+  subscribe(stream, TYPE.route, ['routes']);
+  step(stream, snapshot);
+  assert.equal(stream.isSynced(snapshot), true);
+}
+
 function subscribe(stream: StreamState, type: TypeUrl, names: string[]) {
   const state = stream.state(type);
   state.requested = true;
@@ -64,12 +75,7 @@ test('initial sync goes clusters, endpoints, listeners, routes', () => {
 test('a cluster is removed only after the routes moved off it were ACKed', () => {
   const stream = envoyLike();
   const s1 = config(1, 'a', 'r1');
-  step(stream, s1);
-  subscribe(stream, TYPE.endpoint, ['a']);
-  step(stream, s1);
-  step(stream, s1);
-  subscribe(stream, TYPE.route, ['routes']);
-  step(stream, s1);
+  syncFirst(stream, s1);
 
   const s2 = config(2, 'b', 'r2');
   // 1. union: a stays while b is added
@@ -91,12 +97,7 @@ test('a cluster is removed only after the routes moved off it were ACKed', () =>
 test('an unchanged type is not pushed again', () => {
   const stream = envoyLike();
   const s1 = config(1, 'a', 'r1');
-  step(stream, s1);
-  subscribe(stream, TYPE.endpoint, ['a']);
-  step(stream, s1);
-  step(stream, s1);
-  subscribe(stream, TYPE.route, ['routes']);
-  step(stream, s1);
+  syncFirst(stream, s1);
   const s2 = config(2, 'a', 'r2');
   assert.deepEqual(step(stream, s2), { type: TYPE.route, names: ['routes'] });
   assert.equal(stream.nextPush(s2), undefined);
@@ -126,12 +127,7 @@ test('a NACKed response is not re-sent to the stream that rejected it', () => {
   const stream = envoyLike();
   const s1 = config(1, 'a', 'r1');
   cache.setSnapshot('edge', s1);
-  step(stream, s1);
-  subscribe(stream, TYPE.endpoint, ['a']);
-  step(stream, s1);
-  step(stream, s1);
-  subscribe(stream, TYPE.route, ['routes']);
-  step(stream, s1);
+  syncFirst(stream, s1);
   cache.markAccepted('edge', s1);
 
   const s2 = config(2, 'a', 'r2-bad');

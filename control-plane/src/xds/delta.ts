@@ -12,10 +12,7 @@ export class DeltaStream extends AdsStream {
 
   constructor(ctx: StreamContext, private readonly call: ServerDuplexStream<DeltaRequest, DeltaResponse>, private readonly recordSent = false) {
     super(ctx, 'delta');
-    call.on('data', (request: DeltaRequest) => this.onRequest(request));
-    call.on('end', () => { this.close(); call.end(); });
-    call.on('error', () => this.close());
-    call.on('cancelled', () => this.close());
+    this.attach(call, (request: DeltaRequest) => this.onRequest(request));
   }
 
   private onRequest(request: DeltaRequest): void {

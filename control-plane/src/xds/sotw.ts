@@ -8,10 +8,7 @@ import type { SotwRequest, SotwResponse } from './wire.ts';
 export class SotwStream extends AdsStream {
   constructor(ctx: StreamContext, private readonly call: ServerDuplexStream<SotwRequest, SotwResponse>) {
     super(ctx, 'sotw');
-    call.on('data', (request: SotwRequest) => this.onRequest(request));
-    call.on('end', () => { this.close(); call.end(); });
-    call.on('error', () => this.close());
-    call.on('cancelled', () => this.close());
+    this.attach(call, (request: SotwRequest) => this.onRequest(request));
   }
 
   private onRequest(request: SotwRequest): void {

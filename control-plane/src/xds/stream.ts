@@ -2,6 +2,7 @@
 // first request, registers it, reacts to cache updates for its group, settles
 // ACKs/NACKs, and pushes what StreamState says is due, one response per type
 // in flight.
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { SnapshotCache } from './cache.ts';
 import type { NodeRegistry, Protocol } from './registry.ts';
 import { setVersion, type ResourceSet, type TypeUrl } from './resources.ts';
@@ -36,6 +37,17 @@ export abstract class AdsStream {
     protected readonly ctx: StreamContext,
     private readonly protocol: Protocol,
   ) {}
+
+  /** Feeds the call's requests to `onRequest` and closes the stream when the call ends. */
+  protected attach<Req>(call: ServerDuplexStream<Req, unknown>, onRequest: (request: Req) => void): void {
+    call.on('data', onRequest);
+    call.on('end', () => {
+      this.close();
+      call.end();
+    });
+    call.on('error', () => this.close());
+    call.on('cancelled', () => this.close());
+  }
 
   /** Sends one planned response on the wire (protocol-specific). */
   protected abstract send(push: PlannedPush, nonce: string): void;
