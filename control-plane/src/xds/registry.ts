@@ -30,6 +30,9 @@ export interface RevisionTally {
   rejected: number;
 }
 
+/** Revisions whose accept/reject counts are kept (older ones are dropped). */
+const TALLY_LIMIT = 200;
+
 export class NodeRegistry {
   private readonly nodes = new Map<number, NodeStatus>();
   /** Revision -> how many streams applied it in full / rejected part of it. */
@@ -93,6 +96,7 @@ export class NodeRegistry {
     if (!tally) {
       tally = { accepted: new Set(), rejected: new Set() };
       this.tallies.set(revision, tally);
+      if (this.tallies.size > TALLY_LIMIT) this.tallies.delete(Math.min(...this.tallies.keys()));
     }
     return tally;
   }
