@@ -224,10 +224,11 @@ export class ConfigStore {
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
         const { revision: currentRevision, snapshot: current } = await this.latestSnapshot(tx as unknown as PrismaClient);
         const versions = await loadVersions(tx as unknown as PrismaClient);
-        const draft = new Draft(structuredClone(current.config), { ...current.credential_keys }, versions);
+        // Arrays are copied, objects shared: Draft replaces objects, never edits them.
+        const draft = new Draft(shallowCopy(current.config), { ...current.credential_keys }, versions);
         plan(draft);
 
-        const next = normalise(draft.config);
+        const next = normalise(draft.config, current.config);
         const issues = validateState({ revision: currentRevision + 1, ...next });
         if (issues.length > 0) throw new StoreError('invalid', 'the change would make the config invalid', issues);
 
@@ -235,10 +236,12 @@ export class ConfigStore {
         const keysChanged = JSON.stringify(sortKeys(current.credential_keys)) !== JSON.stringify(sortKeys(draft.keys));
         if (opts.dryRun || (diff.length === 0 && !keysChanged)) return { revision: currentRevision, changed: false, diff };
 
-        const revision = await tx.revision.create({
-          data: { author: actor, message, snapshot: { config: next, credential_keys: sortKeys(draft.keys) } as object },
-          select: { id: true },
-        });
+        // Raw insert with the JSON as one text parameter: Prisma's Json input path
+        // walks the whole (large) snapshot object and costs ~25 ms per 1,000 routes.
+        const snapshotJson = JSON.stringify({ config: next, credential_keys: sortKeys(draft.keys) });
+        const [revision] = await tx.$queryRaw<Array<{ id: bigint }>>`
+          INSERT INTO revisions (author, message, snapshot) VALUES (${actor}, ${message}, ${snapshotJson}::jsonb) RETURNING id`;
+        if (!revision) throw new Error('revision insert returned no id');
         await writeRows(tx as unknown as PrismaClient, diff, draft.keys);
         const committed = { revision: Number(revision.id), snapshot: { config: next, credential_keys: sortKeys(draft.keys) } };
         await tx.auditLog.createMany({
@@ -275,12 +278,30 @@ function parseSnapshot(value: unknown): RevisionSnapshot {
   return { config: parsed.data, credential_keys: raw.credential_keys ?? {} };
 }
 
-/** Re-parses through the schema so defaults are filled in and stored specs are canonical. */
-function normalise(config: DeclarativeConfig): DeclarativeConfig {
-  const parsed = DeclarativeConfigSchema.safeParse(config);
+function shallowCopy(config: DeclarativeConfig): DeclarativeConfig {
+  const out = { ...config };
+  for (const kind of KINDS) (out[kind] as ObjectSpec[]) = [...(config[kind] as ObjectSpec[])];
+  return out;
+}
+
+/**
+ * Parses every object the change brought in through the schema (filling in
+ * defaults, so stored specs are canonical) and sorts by name. Objects carried
+ * over from the current config are already canonical and are not parsed again.
+ */
+function normalise(config: DeclarativeConfig, current: DeclarativeConfig): DeclarativeConfig {
+  const known = new Set<object>(KINDS.flatMap((kind) => current[kind] as ObjectSpec[]));
+  const fresh: Record<string, ObjectSpec[]> = {};
+  for (const kind of KINDS) fresh[kind] = (config[kind] as ObjectSpec[]).filter((o) => !known.has(o));
+  const parsed = DeclarativeConfigSchema.safeParse(fresh);
   if (!parsed.success) throw new StoreError('invalid', 'invalid config', issuesFromZod(parsed.error));
-  const out = parsed.data;
-  for (const kind of KINDS) (out[kind] as ObjectSpec[]).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const out = shallowCopy(config);
+  for (const kind of KINDS) {
+    const replacements = (parsed.data[kind] as ObjectSpec[])[Symbol.iterator]();
+    (out[kind] as ObjectSpec[]) = (config[kind] as ObjectSpec[])
+      .map((o) => (known.has(o) ? o : replacements.next().value!))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
   return out;
 }
 
@@ -296,7 +317,7 @@ export function diffConfigs(before: DeclarativeConfig, after: DeclarativeConfig)
       const b = next.get(name);
       if (a && !b) diff.push({ op: 'delete', kind, name, before: a });
       else if (!a && b) diff.push({ op: 'create', kind, name, after: b });
-      else if (a && b && canonical(a) !== canonical(b)) diff.push({ op: 'update', kind, name, before: a, after: b });
+      else if (a && b && a !== b && canonical(a) !== canonical(b)) diff.push({ op: 'update', kind, name, before: a, after: b });
     }
   }
   return diff;
@@ -338,13 +359,16 @@ function delegate(prisma: PrismaClient, kind: Kind): ObjectDelegate {
   return delegates[kind] as ObjectDelegate;
 }
 
+/** Every object's version (for If-Match checks), in one round trip. */
 async function loadVersions(prisma: PrismaClient): Promise<Map<string, number>> {
-  const versions = new Map<string, number>();
-  for (const kind of KINDS) {
-    const rows = (await delegate(prisma, kind).findMany({ select: { name: true, version: true } })) as Array<{ name: string; version: number }>;
-    for (const row of rows) versions.set(`${kind}/${row.name}`, row.version);
-  }
-  return versions;
+  const rows = await prisma.$queryRaw<Array<{ kind: string; name: string; version: number }>>`
+    SELECT 'upstreams' AS kind, name, version FROM upstreams
+    UNION ALL SELECT 'routes', name, version FROM routes
+    UNION ALL SELECT 'consumers', name, version FROM consumers
+    UNION ALL SELECT 'credentials', name, version FROM credentials
+    UNION ALL SELECT 'jwt_providers', name, version FROM jwt_providers
+    UNION ALL SELECT 'rate_limit_policies', name, version FROM rate_limit_policies`;
+  return new Map(rows.map((row) => [`${row.kind}/${row.name}`, Number(row.version)]));
 }
 
 /** Applies a diff to the object tables, parents before children on create, children first on delete. */
