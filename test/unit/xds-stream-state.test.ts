@@ -5,6 +5,7 @@ import { SnapshotCache } from '../../control-plane/src/xds/cache.ts';
 import { TYPE, setVersion, type TypeUrl, type XdsResource } from '../../control-plane/src/xds/resources.ts';
 import { makeSnapshot, type Snapshot } from '../../control-plane/src/xds/snapshot.ts';
 import { StreamState } from '../../control-plane/src/xds/stream-state.ts';
+import { subscription } from '../../control-plane/src/xds/sotw.ts';
 
 function res(typeUrl: TypeUrl, name: string, version: string): XdsResource {
   return { typeUrl, name, version, value: new Uint8Array() };
@@ -158,4 +159,18 @@ test('groups without a snapshot of their own keep falling back to the default on
   cache.remember('edge', sent);
   assert.equal(cache.servable('edge'), s1);
   assert.equal(cache.recall('edge', setVersion(sent)), sent);
+});
+
+test('SotW subscriptions: wildcard on first empty request, named after names, none after an empty list', () => {
+  // First request with no names for a wildcard type: everything.
+  assert.equal(subscription(TYPE.cluster, [], undefined, true), undefined);
+  // Still no names later: still everything.
+  assert.equal(subscription(TYPE.cluster, [], undefined, false), undefined);
+  // Named, then an empty list: nothing (the client unsubscribed), not everything.
+  const named = subscription(TYPE.cluster, ['a'], undefined, true);
+  assert.deepEqual([...named!], ['a']);
+  assert.deepEqual([...subscription(TYPE.cluster, [], named, false)!], []);
+  // `*` always means everything; named types never become wildcards by omission.
+  assert.equal(subscription(TYPE.cluster, ['*'], named, false), undefined);
+  assert.deepEqual([...subscription(TYPE.endpoint, [], undefined, true)!], []);
 });

@@ -49,7 +49,7 @@ export class SotwStream extends AdsStream {
  * "everything", and stay so while the client keeps sending no names. Once the
  * client has named resources, an empty list means "none" (it unsubscribed).
  */
-function subscription(type: string, names: string[], previous: Set<string> | undefined, first: boolean): Set<string> | undefined {
+export function subscription(type: string, names: string[], previous: Set<string> | undefined, first: boolean): Set<string> | undefined {
   if (names.includes('*')) return undefined;
   const wildcardSoFar = first || previous === undefined;
   if (WILDCARD_TYPES.has(type) && names.length === 0 && wildcardSoFar) return undefined;
