@@ -22,7 +22,6 @@ export class Publisher {
   private wanted = 0;
   private running?: Promise<void>;
   private readonly translationCache = createTranslationCache();
-  private readonly waiters = new Set<{ revision: number; resolve: () => void }>();
 
   constructor(private readonly options: PublisherOptions) {}
 
@@ -32,12 +31,6 @@ export class Publisher {
     this.running ??= this.drain().finally(() => {
       this.running = undefined;
     });
-  }
-
-  /** Resolves once `revision` (or newer) is in the snapshot cache. */
-  whenPublished(revision: number): Promise<void> {
-    if (this.published >= revision) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.add({ revision, resolve }));
   }
 
   private async drain(): Promise<void> {
@@ -62,10 +55,5 @@ export class Publisher {
     this.options.cache.setSnapshot(SnapshotCache.DEFAULT_GROUP, snapshot);
     this.published = Math.max(this.published, state.revision);
     this.options.log.info('publisher: published', { revision: state.revision, ms: Math.round(performance.now() - started) });
-    for (const waiter of this.waiters) {
-      if (waiter.revision > this.published) continue;
-      this.waiters.delete(waiter);
-      waiter.resolve();
-    }
   }
 }

@@ -57,10 +57,6 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
     return (this.groups.get(group) ?? this.groups.get(SnapshotCache.DEFAULT_GROUP))?.lastAccepted;
   }
 
-  isRejected(group: string, snapshotVersion: string): boolean {
-    return this.entryFor(group)?.rejected.has(snapshotVersion) ?? false;
-  }
-
   /** An Envoy of this group applied every type of the snapshot. */
   markAccepted(group: string, snapshot: Snapshot): void {
     const entry = this.entryFor(group);
@@ -95,10 +91,6 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
 
   recall(group: string, version: string): ResourceSet | undefined {
     return this.entryFor(group)?.history.get(version);
-  }
-
-  groupNames(): string[] {
-    return [...this.groups.keys()].sort();
   }
 
   private entryFor(group: string): GroupEntry | undefined {
