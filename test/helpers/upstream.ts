@@ -1,5 +1,6 @@
 // A real HTTP upstream for tests, and a small HTTP client that goes through Envoy.
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface HttpUpstream {
@@ -21,9 +22,9 @@ export interface EchoBody {
  * Answers every request with 200 and a JSON echo of it, plus `x-upstream: <name>`.
  * `/status/<code>` answers that code; `/delay/<ms>` answers after that many ms.
  */
-export async function startHttpUpstream({ name }: { name: string }): Promise<HttpUpstream> {
+export async function startHttpUpstream({ name, tls }: { name: string; tls?: { cert: string; key: string } }): Promise<HttpUpstream> {
   let requests = 0;
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     requests += 1;
     const path = req.url ?? '/';
     const body: EchoBody = { upstream: name, method: req.method ?? 'GET', path, headers: req.headers };
@@ -37,7 +38,9 @@ export async function startHttpUpstream({ name }: { name: string }): Promise<Htt
     req.resume(); // drain any request body
     if (delay) setTimeout(answer, Math.min(Number(delay[1]), 60_000));
     else answer();
-  });
+  };
+  // With `tls`, an HTTPS (HTTP/1.1) server presenting that certificate.
+  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());

@@ -1,4 +1,5 @@
 // Upstream: a named group of endpoints plus how to balance, protect and reach them.
+import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { CookieNameSchema, EndpointHostSchema, HOUR_MS, HeaderNameSchema, HostnameSchema, NameSchema, PathSchema, PortSchema, millis, oneOf, uniqueBy } from './common.ts';
 
@@ -52,19 +53,86 @@ export const HealthCheckSchema = z
   })
   .strict();
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----/;
+/** Bounds on a CA bundle: a handful of roots is normal; the system bundle is not meant to be pasted here. */
+export const CA_PEM_MAX_CHARS = 65_536;
+export const CA_PEM_MAX_CERTIFICATES = 32;
 
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([^-]*)-----END ([A-Z0-9 ]+)-----/g;
+
+/**
+ * Why a CA bundle would not load in Envoy, or undefined when it is fine. Every
+ * block must be a CERTIFICATE whose base64 is exactly the DER of one X.509
+ * certificate (node parses it, and re-encoding gives back the same bytes, so no
+ * trailing garbage or odd encodings slip past), that certificate must be a CA
+ * (basicConstraints CA:TRUE), and nothing but whitespace may sit between blocks
+ * (a private key pasted here by mistake is refused, not shipped to the fleet).
+ */
+export function caBundleProblem(pem: string): string | undefined {
+  const blocks = [...pem.matchAll(PEM_BLOCK)];
+  if (blocks.length === 0) return 'must be one or more PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)';
+  if (blocks.length > CA_PEM_MAX_CERTIFICATES) return `at most ${CA_PEM_MAX_CERTIFICATES} certificates`;
+  if (pem.replace(PEM_BLOCK, '').trim() !== '') return 'must contain only PEM certificates (found text outside the BEGIN/END blocks)';
+  for (const [index, block] of blocks.entries()) {
+    const problem = certificateBlockProblem(block[1]!, block[2]!, block[3]!);
+    if (problem) return `certificate ${index + 1}: ${problem}`;
+  }
+  return undefined;
+}
+
+function certificateBlockProblem(beginLabel: string, body: string, endLabel: string): string | undefined {
+  if (beginLabel !== 'CERTIFICATE' || endLabel !== 'CERTIFICATE') return `a ${beginLabel} block is not a certificate`;
+  const base64 = body.replace(/\s+/g, '');
+  if (base64 === '') return 'empty block';
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(`-----BEGIN CERTIFICATE-----\n${base64}\n-----END CERTIFICATE-----\n`);
+  } catch {
+    return 'not a parsable X.509 certificate';
+  }
+  if (certificate.raw.toString('base64') !== base64) return 'not a parsable X.509 certificate (extra or non-canonical data)';
+  if (!certificate.ca) return `'${certificate.subject.replace(/\n/g, ', ').slice(0, 200)}' is not a CA certificate (basicConstraints CA:TRUE); give the CA that signed it`;
+  return undefined;
+}
+
+export const CaPemSchema = z
+  .string()
+  .max(CA_PEM_MAX_CHARS)
+  .superRefine((pem, ctx) => {
+    if (pem.length > CA_PEM_MAX_CHARS) return; // already refused by max(); don't parse it
+    const problem = caBundleProblem(pem);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+/**
+ * TLS to the upstream. Present means encrypted AND verified, unless
+ * `insecure_skip_verify` says otherwise:
+ *
+ * - trust: `verify.ca_pem` when given, else the system CA bundle of the Envoy host;
+ * - name: `sni` when given; else each endpoint's own name (DNS SAN for a hostname,
+ *   IP SAN for an IP endpoint). When every endpoint has the same hostname it is
+ *   also sent as SNI; otherwise no SNI is sent unless `sni` is set.
+ *
+ * So `tls: {}` and `tls: {verify: {}}` mean the same: system roots plus the name
+ * check. `insecure_skip_verify: true` turns both off (encryption only, any
+ * certificate, including a self-signed one or a stranger's, is accepted); it is
+ * for tests and migrations, and cannot be combined with `verify`.
+ * TODO(admin): say so loudly where it is set: a warning in the write's response and the admin log.
+ */
 export const UpstreamTlsSchema = z
   .object({
-    /** Server name sent in the TLS handshake, and checked against the certificate when verifying. */
+    /** Server name sent in the TLS handshake; the certificate must carry it (DNS SAN) unless verification is skipped. */
     sni: HostnameSchema.optional(),
-    /** Verify the server certificate: against `ca_pem` when given, else the system roots. Absent: encrypt only. */
-    verify: z
-      .object({ ca_pem: z.string().max(65536).regex(PEM_CERTIFICATE, 'must be PEM certificate(s)').optional() })
-      .strict()
-      .optional(),
+    /** How to verify the server certificate. Optional: verification is on whenever `tls` is present. */
+    verify: z.object({ ca_pem: CaPemSchema.optional() }).strict().optional(),
+    /** Accept any server certificate: no trust chain, no name check. Loud on purpose; only `true` is accepted. */
+    insecure_skip_verify: z.literal(true).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((tls, ctx) => {
+    if (tls.insecure_skip_verify && tls.verify) {
+      ctx.addIssue({ code: 'custom', path: ['insecure_skip_verify'], message: 'insecure_skip_verify cannot be combined with verify: remove one of them' });
+    }
+  });
 
 export const UpstreamSchema = z
   .object({
@@ -98,3 +166,4 @@ export type Upstream = z.infer<typeof UpstreamSchema>;
 export type UpstreamInput = z.input<typeof UpstreamSchema>;
 export type Endpoint = z.infer<typeof EndpointSchema>;
 export type HashKey = z.infer<typeof HashKeySchema>;
+export type UpstreamTls = z.infer<typeof UpstreamTlsSchema>;

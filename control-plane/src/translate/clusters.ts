@@ -1,8 +1,10 @@
 // Upstream -> Cluster (+ ClusterLoadAssignment), and the static clusters of the
 // gRPC services Envoy calls (authz, rate limit).
 import type { Upstream } from '../model/index.ts';
-import type { Cluster, ClusterLoadAssignment } from '../proto/codec.ts';
+import { SocketAddress } from 'node:net';
+import type { Cluster, ClusterLoadAssignment, UpstreamTlsContext } from '../proto/codec.ts';
 import { HTTP_PROTOCOL_OPTIONS_KEY, TLS_TRANSPORT_SOCKET, clusterName } from './names.ts';
+import type { TranslateOptions } from './options.ts';
 import { adsConfigSource, compareStrings, duration, isIpLiteral, socketAddress, typed, uint32 } from './util.ts';
 
 const LB_POLICY = {
@@ -16,13 +18,14 @@ const LB_POLICY = {
  * EDS needs IP addresses (Envoy does not resolve names in EDS). An upstream whose
  * endpoints are all IP literals gets an EDS cluster fed over ADS, so endpoint
  * changes do not touch the cluster; one with any hostname gets a STRICT_DNS
- * cluster carrying its endpoints inline.
+ * cluster carrying its endpoints inline. (One exception: a verified TLS upstream
+ * without `sni` checks each endpoint's IP SAN, so its cluster lists the addresses.)
  */
 export function usesEds(upstream: Upstream): boolean {
   return upstream.endpoints.every((endpoint) => isIpLiteral(endpoint.host));
 }
 
-export function upstreamCluster(upstream: Upstream): Cluster {
+export function upstreamCluster(upstream: Upstream, options: Pick<TranslateOptions, 'systemCaFile'> = {}): Cluster {
   const name = clusterName(upstream.name);
   const eds = usesEds(upstream);
   return {
@@ -37,7 +40,7 @@ export function upstreamCluster(upstream: Upstream): Cluster {
     circuit_breakers: circuitBreakers(upstream),
     outlier_detection: outlierDetection(upstream),
     health_checks: upstream.health_check ? [healthCheck(upstream)] : undefined,
-    transport_socket: upstream.tls ? tlsTransportSocket(upstream) : undefined,
+    transport_socket: upstream.tls ? tlsTransportSocket(upstream, options) : undefined,
     typed_extension_protocol_options: upstream.protocol === 'http2' ? http2Options() : undefined,
   };
 }
@@ -115,26 +118,72 @@ export function statusRanges(codes: readonly number[]): Array<{ start: number; e
   return ranges;
 }
 
-function tlsTransportSocket(upstream: Upstream): Cluster['transport_socket'] {
+/** Where Debian/Ubuntu (and Envoy's official images) keep the system CA bundle. */
+export const DEFAULT_SYSTEM_CA_FILE = '/etc/ssl/certs/ca-certificates.crt';
+
+type ValidationContext = NonNullable<NonNullable<UpstreamTlsContext['common_tls_context']>['validation_context']>;
+type SanMatcher = NonNullable<ValidationContext['match_typed_subject_alt_names']>[number];
+
+function tlsTransportSocket(upstream: Upstream, options: Pick<TranslateOptions, 'systemCaFile'>): Cluster['transport_socket'] {
   const tls = upstream.tls!;
-  const verify = tls.verify;
-  return {
-    name: TLS_TRANSPORT_SOCKET,
-    typed_config: typed('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', {
-      sni: tls.sni,
-      common_tls_context: {
-        alpn_protocols: [upstream.protocol === 'http2' ? 'h2' : 'http/1.1'],
-        validation_context: verify
-          ? {
-              trusted_ca: verify.ca_pem ? { inline_string: verify.ca_pem } : undefined,
-              system_root_certs: verify.ca_pem ? undefined : {},
-              // Without a name check any certificate the CA signed would pass.
-              match_typed_subject_alt_names: tls.sni ? [{ san_type: 'DNS', matcher: { exact: tls.sni } }] : undefined,
-            }
-          : undefined,
-      },
-    }),
+  const context: UpstreamTlsContext = {
+    sni: sniFor(upstream),
+    common_tls_context: {
+      alpn_protocols: [upstream.protocol === 'http2' ? 'h2' : 'http/1.1'],
+      validation_context: tls.insecure_skip_verify ? undefined : validationContext(upstream, options),
+    },
   };
+  return { name: TLS_TRANSPORT_SOCKET, typed_config: typed('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', context) };
+}
+
+/**
+ * Trust and name, as the model promises. Envoy does not implement
+ * `system_root_certs` (the API marks it for gRPC clients only): with it alone
+ * nothing is verified and a self-signed upstream is reached; and Envoy refuses a
+ * SAN check without `trusted_ca`. So "system roots" is the system CA bundle file,
+ * read by Envoy on its own host.
+ */
+function validationContext(upstream: Upstream, options: Pick<TranslateOptions, 'systemCaFile'>): ValidationContext {
+  const caPem = upstream.tls!.verify?.ca_pem;
+  return {
+    trusted_ca: caPem ? { inline_string: caPem } : { filename: options.systemCaFile ?? DEFAULT_SYSTEM_CA_FILE },
+    match_typed_subject_alt_names: expectedNames(upstream),
+  };
+}
+
+/** `sni`, else the endpoints' hostname when they all share one (an IP is never sent as SNI). */
+function sniFor(upstream: Upstream): string | undefined {
+  if (upstream.tls!.sni) return upstream.tls!.sni;
+  const names = new Set(upstream.endpoints.map((e) => (isIpLiteral(e.host) ? '' : e.host.toLowerCase())));
+  const [only] = names;
+  return names.size === 1 && only !== '' ? only : undefined;
+}
+
+/**
+ * The names the server certificate must carry (any one of them): `sni` as a DNS
+ * SAN, else each endpoint's hostname (DNS SAN) or address (IP SAN). Sorted and
+ * deduplicated so endpoint order never changes the bytes.
+ */
+function expectedNames(upstream: Upstream): SanMatcher[] {
+  const sni = upstream.tls!.sni;
+  if (sni) return [{ san_type: 'DNS', matcher: { exact: sni } }];
+  const byKey = new Map<string, SanMatcher>();
+  for (const { host } of upstream.endpoints) {
+    const ip = isIpLiteral(host);
+    // Envoy compares an IP SAN as its own text form of the address: canonical (RFC 5952 for IPv6).
+    const name = ip ? canonicalIp(host) : host.toLowerCase();
+    byKey.set(`${ip ? 'IP' : 'DNS'} ${name}`, { san_type: ip ? 'IP_ADDRESS' : 'DNS', matcher: { exact: name } });
+  }
+  return [...byKey.entries()].sort(([a], [b]) => compareStrings(a, b)).map(([, matcher]) => matcher);
+}
+
+/** An IP literal in the text form Envoy prints it in (inet_ntop): `0:0::1` -> `::1`. A pure computation, no I/O. */
+function canonicalIp(host: string): string {
+  try {
+    return new SocketAddress({ address: host, family: host.includes(':') ? 'ipv6' : 'ipv4' }).address;
+  } catch {
+    return host; // not an address node can parse; the model refuses such hosts, so this is never emitted
+  }
 }
 
 function http2Options(): Cluster['typed_extension_protocol_options'] {
