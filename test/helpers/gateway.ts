@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { type State, type Issue, StateSchema, validateState } from '../../control-plane/src/model/index.ts';
 import type { z } from 'zod';
-import { translate } from '../../control-plane/src/translate/index.ts';
+import { translate, type TranslateOptions } from '../../control-plane/src/translate/index.ts';
 import { SnapshotCache } from '../../control-plane/src/xds/cache.ts';
 import { NodeRegistry } from '../../control-plane/src/xds/registry.ts';
 import { AdsServer } from '../../control-plane/src/xds/server.ts';
@@ -42,6 +42,8 @@ export interface Gateway {
 
 export interface StartGatewayOptions {
   envoys: GatewayEnvoyOptions[];
+  /** Extra translate options (edge limits, services); listenerPort/Address are set per Envoy. */
+  translateOptions?: Omit<TranslateOptions, 'listenerPort' | 'listenerAddress'>;
 }
 
 /** Parses with the model's schemas (defaults filled in) and its cross-object rules; throws on any issue. */
@@ -94,7 +96,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<Gateway> 
   const apply = async (input: StateInput, applyOpts: { timeoutMs?: number } = {}): Promise<State> => {
     const state = parseTestState(input);
     for (const envoy of envoys) {
-      const { listeners, routes, clusters, endpoints } = translate(state, { listenerPort: envoy.port, listenerAddress: '127.0.0.1' });
+      const { listeners, routes, clusters, endpoints } = translate(state, { ...opts.translateOptions, listenerPort: envoy.port, listenerAddress: '127.0.0.1' });
       cache.setSnapshot(envoy.group, makeSnapshot(state.revision, [...listeners, ...routes, ...clusters, ...endpoints]));
     }
     const deadline = Date.now() + (applyOpts.timeoutMs ?? 15_000);

@@ -66,11 +66,18 @@ export function filterNeeds(state: State, options: TranslateOptions, policies: R
 
 // ---- listener side -------------------------------------------------------------
 
-/** Identity headers plus every header a JWT provider fills from claims, sorted. */
+/** Every client-sent header with this prefix is removed, whatever follows it. */
+export const IDENTITY_HEADER_PREFIX = 'x-sluice-';
+
+/**
+ * Identity headers outside the x-sluice- family (x-user-id, x-consumer-id) plus
+ * every header a JWT provider fills from claims, sorted; x-sluice-* names are
+ * covered by the prefix rule.
+ */
 export function strippedHeaders(state: State): string[] {
   const names = new Set<string>(IDENTITY_HEADERS);
   for (const provider of state.jwt_providers) for (const header of claimHeaders(provider)) names.add(header);
-  return [...names].sort();
+  return [...names].filter((name) => !name.startsWith(IDENTITY_HEADER_PREFIX)).sort();
 }
 
 export function httpFilters(state: State, needs: FilterNeeds, options: TranslateOptions): HttpFilter[] {
@@ -87,12 +94,27 @@ export function httpFilters(state: State, needs: FilterNeeds, options: Translate
  * Runs first so ext_authz and the upstream never see a client's copy of the
  * headers auth sets. (Route/virtual-host request_headers_to_remove would run in
  * the router, after ext_authz, and strip auth's own headers too.)
+ *
+ * The whole x-sluice- family goes by prefix (remove_on_match), so a header named
+ * tomorrow is stripped today. remove_on_match is missing from the Envoy protos in
+ * @grpc/grpc-js-xds; Sluice defines the message wire-compatibly in proto/ rather
+ * than using a Lua filter (a script run per request on the hot path, and a second
+ * language to review) or leaving it to the authz service (it runs only on routes
+ * with auth, and every route must be covered). Header names reach filters
+ * lowercased (HTTP/1 is folded by Envoy, HTTP/2 forbids capitals), so a prefix
+ * match is case-proof; underscore variants are refused by the listener
+ * (headers_with_underscores_action).
  */
 function stripIdentityFilter(state: State): HttpFilter {
   return {
     name: FILTER.headerMutation,
     typed_config: typed('envoy.extensions.filters.http.header_mutation.v3.HeaderMutation', {
-      mutations: { request_mutations: strippedHeaders(state).map((header) => ({ remove: header })) },
+      mutations: {
+        request_mutations: [
+          { remove_on_match: { key_matcher: { prefix: IDENTITY_HEADER_PREFIX, ignore_case: true } } },
+          ...strippedHeaders(state).map((header) => ({ remove: header })),
+        ],
+      },
     }),
   };
 }

@@ -9,12 +9,12 @@ import { serviceCluster, upstreamCluster, upstreamLoadAssignment, usesEds } from
 import { type FilterContext, filterNeeds, httpFilters } from './filters.ts';
 import { httpListener } from './listener.ts';
 import { routeConfigName } from './names.ts';
-import type { TranslateOptions } from './options.ts';
+import { type TranslateOptions, edgeOptions } from './options.ts';
 import { type TranslationCache, encodeRouteConfiguration } from './route-config.ts';
 import type { RouteContext } from './routes.ts';
 import { compareStrings, contentVersion, sortedBy } from './util.ts';
 
-export type { TranslateOptions, ServiceEndpoint } from './options.ts';
+export { type TranslateOptions, type ServiceEndpoint, type EdgeOptions, EDGE_DEFAULTS } from './options.ts';
 export { type TranslationCache, createTranslationCache } from './route-config.ts';
 
 /** One encoded Envoy resource (same shape as xds/'s XdsResource). */
@@ -46,14 +46,19 @@ export function translate(state: State, options: TranslateOptions, cache?: Trans
   const routeContext: RouteContext = { ...filterContext, upstreams };
   const sortedUpstreams = sortedBy(state.upstreams, (u) => u.name);
 
-  const listener = httpListener(options.listenerAddress ?? '0.0.0.0', options.listenerPort, httpFilters(state, needs, options));
+  const listener = httpListener(
+    options.listenerAddress ?? '0.0.0.0',
+    options.listenerPort,
+    httpFilters(state, needs, options),
+    edgeOptions(options.edge),
+  );
   const routesName = routeConfigName(options.listenerPort);
   const routeConfig = encodeRouteConfiguration(routesName, state.routes, routeContext, cache);
   return {
     listeners: [resource('envoy.config.listener.v3.Listener', listener.name!, listener)],
     routes: [encoded(typeUrl('envoy.config.route.v3.RouteConfiguration'), routesName, routeConfig)],
     clusters: byName(
-      [...sortedUpstreams.map((u) => upstreamCluster(u)), ...serviceClusters(options)].map((cluster) =>
+      [...sortedUpstreams.map((u) => upstreamCluster(u, options)), ...serviceClusters(options)].map((cluster) =>
         resource('envoy.config.cluster.v3.Cluster', cluster.name!, cluster),
       ),
     ),

@@ -7,6 +7,51 @@ export interface ServiceEndpoint {
   port: number;
 }
 
+/**
+ * Limits on what a client of the gateway listener may hold or send. The defaults
+ * follow Envoy's "Configuring Envoy as an edge proxy" guidance; where it names no
+ * value (request headers timeout) the default is Sluice's choice, said below.
+ */
+export interface EdgeOptions {
+  /** Time to receive all request headers (slowloris). Sluice's default: 10 s. */
+  requestHeadersTimeoutMs: number;
+  /** A stream with no activity is closed after this long (edge guidance: 5 min). */
+  streamIdleTimeoutMs: number;
+  /** Time to receive the whole request (edge guidance: 5 min). */
+  requestTimeoutMs: number;
+  /** A connection with no streams is closed after this long (edge guidance: 1 h). */
+  connectionIdleTimeoutMs: number;
+  /** Request headers (with the request line) above this get 431 (Envoy's default 60; max 8192). */
+  maxRequestHeadersKb: number;
+  /** Read/write buffer per downstream connection (edge guidance: 32 KiB). */
+  perConnectionBufferLimitBytes: number;
+  /** HTTP/2 streams per connection (edge guidance: 100). */
+  http2MaxConcurrentStreams: number;
+  /** HTTP/2 initial stream window (edge guidance: 64 KiB). */
+  http2InitialStreamWindowBytes: number;
+  /** HTTP/2 initial connection window (edge guidance: 1 MiB). */
+  http2InitialConnectionWindowBytes: number;
+  /**
+   * Proxies in front of Envoy whose X-Forwarded-For entries are trusted. 0 (the
+   * default): the client address is the TCP peer and any client-sent X-Forwarded-For
+   * is only appended to, never believed.
+   */
+  xffTrustedHops: number;
+}
+
+export const EDGE_DEFAULTS: Readonly<EdgeOptions> = Object.freeze({
+  requestHeadersTimeoutMs: 10_000,
+  streamIdleTimeoutMs: 300_000,
+  requestTimeoutMs: 300_000,
+  connectionIdleTimeoutMs: 3_600_000,
+  maxRequestHeadersKb: 60,
+  perConnectionBufferLimitBytes: 32_768,
+  http2MaxConcurrentStreams: 100,
+  http2InitialStreamWindowBytes: 65_536,
+  http2InitialConnectionWindowBytes: 1_048_576,
+  xffTrustedHops: 0,
+});
+
 export interface TranslateOptions {
   listenerPort: number;
   /** Default 0.0.0.0. */
@@ -15,4 +60,21 @@ export interface TranslateOptions {
   authz?: ServiceEndpoint;
   /** The Sluice rate-limit service; without it, only the local shield limits apply. */
   ratelimit?: ServiceEndpoint & { domain: string };
+  /**
+   * The system CA bundle file, on Envoy's host, that verifies upstream TLS without
+   * its own CA (default in clusters.ts: DEFAULT_SYSTEM_CA_FILE).
+   */
+  systemCaFile?: string;
+  /** Overrides of EDGE_DEFAULTS for the gateway listener. */
+  edge?: Partial<EdgeOptions>;
+}
+
+/** EDGE_DEFAULTS with the given overrides (undefined values keep the default). */
+export function edgeOptions(overrides: Partial<EdgeOptions> | undefined): EdgeOptions {
+  const out: EdgeOptions = { ...EDGE_DEFAULTS };
+  for (const key of Object.keys(out) as Array<keyof EdgeOptions>) {
+    const value = overrides?.[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
 }
