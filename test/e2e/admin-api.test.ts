@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApp } from '../../control-plane/src/admin/app.ts';
 import { createAdminToken, revokeAdminTokens } from '../../control-plane/src/admin/tokens.ts';
+import { createLogger } from '../../control-plane/src/log.ts';
 import { hashApiKey } from '../../control-plane/src/store/api-keys.ts';
 import { ConfigStore } from '../../control-plane/src/store/config-store.ts';
 import { migrate } from '../../control-plane/src/store/migrate.ts';
@@ -26,6 +27,8 @@ let registry: NodeRegistry;
 let app: FastifyInstance;
 let writeToken: string;
 let readToken: string;
+/** Every line the admin app logged (pino JSON lines). */
+const adminLog: string[] = [];
 
 interface Call {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -76,7 +79,8 @@ before(async () => {
   prisma = createPrisma(db.url);
   store = new ConfigStore(prisma);
   registry = new NodeRegistry();
-  app = buildAdminApp({ store, prisma, registry, secret: SECRET, bodyLimit: BODY_LIMIT });
+  const logger = createLogger('info', { write: (line: string) => void adminLog.push(line) });
+  app = buildAdminApp({ store, prisma, registry, secret: SECRET, bodyLimit: BODY_LIMIT, logger });
   writeToken = (await createAdminToken(prisma, 'ci', 'write')).token;
   readToken = (await createAdminToken(prisma, 'viewer', 'read')).token;
 });
@@ -432,6 +436,31 @@ test('an API key is shown once at creation and never again, nor stored or logged
   assert.notEqual(row.keyHash, keyText);
   assert.ok(!row.keyHash.includes(keyText));
   assert.equal(row.keyHash, hashApiKey(SECRET, keyText));
+
+  // The admin log has a line for each of these requests, and neither the key nor a token.
+  assert.ok(adminLog.length > 0);
+  for (const secret of [keyText, writeToken, readToken]) assert.ok(!adminLog.some((line) => line.includes(secret)), 'a secret reached the admin log');
+});
+
+test('a rollback restores a deleted API-key credential without its key: the key stays revoked', async () => {
+  assert.equal((await post('/v1/consumers', { name: 'rb-owner' })).status, 201);
+  const created = await post('/v1/credentials', { name: 'rb-key', consumer: 'rb-owner', kind: 'api_key' });
+  assert.equal(created.status, 201, created.text);
+  const keyHash = hashApiKey(SECRET, String(created.body.key));
+  const withKey = Number(created.body.revision);
+  assert.equal((await call({ method: 'DELETE', url: '/v1/credentials/rb-key' })).status, 204);
+
+  const rolled = await post(`/v1/revisions/${withKey}:rollback`, undefined);
+  assert.equal(rolled.status, 200, rolled.text);
+  assert.deepEqual(rolled.body.keys_not_restored, ['rb-key']);
+  const restored = await get('/v1/credentials/rb-key');
+  assert.equal(restored.status, 200);
+  assert.equal(restored.body.key_prefix, undefined, 'restored without key material');
+  // What the authz service will be handed: the newest State's key index.
+  const { keys } = await store.loadState();
+  assert.ok(!Object.values(keys).some((k) => k.hash === keyHash), 'the deleted key must not be usable again');
+  const [latest] = (await get('/v1/revisions?limit=1')).body.items as { message: string }[];
+  assert.match(latest?.message ?? '', /API keys not restored, revoked for good: rb-key/);
 });
 
 test('fleet status reports nodes against the current revision; ?wait=applied waits for the fleet', async () => {

@@ -1,16 +1,18 @@
 // The admin API: a fastify app wired from plugins split by responsibility.
 // Nothing here listens; main.ts calls listen(), tests use app.inject().
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { parse as parseYaml } from 'yaml';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { createLogger, type Logger } from '../log.ts';
 import type { ConfigStore } from '../store/config-store.ts';
 import type { PrismaClient } from '../store/prisma.ts';
 import type { NodeRegistry } from '../xds/registry.ts';
+import { registerAccessLog } from './access-log.ts';
 import { registerAuth } from './auth.ts';
 import type { AdminContext } from './commit.ts';
 import { registerConfig } from './config.ts';
 import { RevisionTracker, registerFleet } from './fleet.ts';
 import { registerOpenApi } from './openapi.ts';
-import { ProblemError, registerProblemHandlers } from './problem.ts';
+import { clientErrorHandler, frameworkErrors, MAX_PATH_SEGMENT, registerBodyParsers, registerHeaderChecks, registerUrlChecks } from './input.ts';
+import { registerProblemHandlers } from './problem.ts';
 import { registerResources } from './resources.ts';
 import { registerRevisions } from './revisions.ts';
 
@@ -22,20 +24,32 @@ export interface AdminDeps {
   secret?: string;
   /** Request body limit in bytes (default 1 MiB); larger bodies get 413. */
   bodyLimit?: number;
-  logger?: boolean;
+  /** Where the admin log goes (pino, JSON lines); silent when not given. */
+  logger?: Logger;
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
 export function buildAdminApp(deps: AdminDeps): FastifyInstance {
+  const logger: FastifyBaseLogger = deps.logger ?? createLogger('silent');
   const app = Fastify({
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
-    // Default serializers log method/url only: never headers (tokens) or bodies (keys).
-    logger: deps.logger ?? false,
+    // Default serializers log method/url only, and log.ts redacts credential
+    // headers and fields: never a token or a key in the log.
+    loggerInstance: logger,
+    // One access line per request instead of fastify's two (see access-log.ts).
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // Long enough that a too-long name reaches the handler and gets a 400 naming it.
+    routerOptions: { maxParamLength: MAX_PATH_SEGMENT },
+    frameworkErrors,
+    clientErrorHandler,
   });
+  registerAccessLog(app);
   registerProblemHandlers(app);
+  registerHeaderChecks(app);
   registerBodyParsers(app);
+  registerUrlChecks(app);
   registerAuth(app, deps.prisma);
 
   const ctx: AdminContext = { store: deps.store, registry: deps.registry, tracker: new RevisionTracker(deps.store), secret: deps.secret };
@@ -46,16 +60,4 @@ export function buildAdminApp(deps: AdminDeps): FastifyInstance {
   registerFleet(app, deps.registry, ctx.tracker);
   registerOpenApi(app);
   return app;
-}
-
-function registerBodyParsers(app: FastifyInstance): void {
-  // PATCH bodies are JSON merge patches (RFC 7396); same safe JSON parser.
-  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
-  app.addContentTypeParser(['application/yaml', 'text/yaml', 'application/x-yaml'], { parseAs: 'string' }, (_request: FastifyRequest, body: string | Buffer, done) => {
-    try {
-      done(null, parseYaml(body.toString()) as unknown);
-    } catch (err) {
-      done(new ProblemError(400, `body is not valid YAML: ${err instanceof Error ? err.message.split('\n')[0] : 'parse error'}`), undefined);
-    }
-  });
 }

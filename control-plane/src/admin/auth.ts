@@ -58,10 +58,10 @@ export function registerAuth(app: FastifyInstance, prisma: PrismaClient): void {
     const path = request.url.split('?')[0] ?? '';
     if (PUBLIC_PATHS.has(path) && READ_METHODS.has(request.method)) return;
     const token = bearerToken(request.headers.authorization);
-    if (!token) throw new ProblemError(401, 'missing bearer token (Authorization: Bearer <token>)');
+    if (!token) throw new ProblemError(401, 'missing bearer token (Authorization: Bearer <token>)', [{ path: 'Authorization', message: 'expected Bearer <token>' }]);
     const readOnly = READ_METHODS.has(request.method);
     const principal = await lookup(hashAdminToken(token), readOnly);
-    if (!principal) throw new ProblemError(401, 'invalid or revoked token');
+    if (!principal) throw new ProblemError(401, 'invalid or revoked token', [{ path: 'Authorization', message: 'invalid or revoked token' }]);
     if (!readOnly && principal.role !== 'write') throw new ProblemError(403, `token '${principal.name}' has the read role; this request needs write`);
     request.principal = principal;
   });

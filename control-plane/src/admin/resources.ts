@@ -9,14 +9,17 @@ import { generateApiKey } from '../store/api-keys.ts';
 import { StoreError, type Draft, type ObjectSpec, type StoredObject } from '../store/config-store.ts';
 import { type AdminContext, commitWrite, etag, ifMatchVersion, type WriteOutcome } from './commit.ts';
 import { KIND_INFO, type KindInfo } from './kinds.ts';
-import { fieldsFromIssues, ProblemError } from './problem.ts';
+import { clip, fieldsFromIssues, ProblemError } from './problem.ts';
 
 export const MAX_PAGE = 500;
 
+// Names are lowercase DNS labels, so a cursor or prefix outside that alphabet
+// can match nothing: refuse it rather than send it to Postgres.
+const NamePartSchema = z.string().max(63).regex(/^[a-z0-9-]*$/, 'must be lowercase letters, digits and -');
 const ListQuerySchema = z.looseObject({
   limit: z.coerce.number().int().min(1).max(MAX_PAGE).default(50),
-  after: z.string().max(63).optional(),
-  prefix: z.string().max(63).optional(),
+  after: NamePartSchema.optional(),
+  prefix: NamePartSchema.optional(),
 });
 
 type Params = { name: string };
@@ -39,7 +42,7 @@ function registerKind(app: FastifyInstance, ctx: AdminContext, info: KindInfo): 
   });
 
   app.get<{ Params: Params }>(`${base}/:name`, async (request, reply) => {
-    const stored = await mustGet(ctx, kind, request.params.name);
+    const stored = await mustGet(ctx, kind, nameParam(request.params.name));
     return reply.header('etag', etag(stored.version)).send(representation(stored));
   });
 
@@ -54,7 +57,7 @@ function registerKind(app: FastifyInstance, ctx: AdminContext, info: KindInfo): 
   });
 
   app.put<{ Params: Params }>(`${base}/:name`, async (request, reply) => {
-    const { name } = request.params;
+    const name = nameParam(request.params.name);
     const spec = parseSpec(info, withDefaultName(request.body, name));
     const ifVersion = ifMatchVersion(request);
     const outcome = await commitObject(ctx, request, reply, `replace ${kind}/${name}`, { kind, name }, (draft) =>
@@ -64,7 +67,7 @@ function registerKind(app: FastifyInstance, ctx: AdminContext, info: KindInfo): 
   });
 
   app.patch<{ Params: Params }>(`${base}/:name`, async (request, reply) => {
-    const { name } = request.params;
+    const name = nameParam(request.params.name);
     if (!isPlainObject(request.body)) throw new ProblemError(400, 'a merge patch must be a JSON object', [{ path: '', message: 'expected an object' }]);
     const patch = request.body;
     const ifVersion = ifMatchVersion(request);
@@ -80,7 +83,7 @@ function registerKind(app: FastifyInstance, ctx: AdminContext, info: KindInfo): 
   });
 
   app.delete<{ Params: Params }>(`${base}/:name`, async (request, reply) => {
-    const { name } = request.params;
+    const name = nameParam(request.params.name);
     const ifVersion = ifMatchVersion(request);
     await commitObject(ctx, request, reply, `delete ${kind}/${name}`, { kind, name }, (draft) => draft.delete(kind, name, ifVersion));
     return reply.code(204).send();
@@ -127,7 +130,7 @@ const CanaryBodySchema = z
  */
 function registerCanary(app: FastifyInstance, ctx: AdminContext): void {
   app.post<{ Params: { target: string } }>('/v1/routes/:target', async (request, reply) => {
-    const name = actionTarget(request.params.target, 'canary');
+    const name = nameParam(actionTarget(request.params.target, 'canary'));
     const body = parseOrThrow(CanaryBodySchema, request.body, 422, 'invalid canary weights');
     const full = body.weights.find((w) => w.weight === 100);
     const action = full ? { upstream: full.upstream } : { split: body.weights };
@@ -150,6 +153,14 @@ export function actionTarget(segment: string, action: string): string {
 }
 
 // ---- helpers ---------------------------------------------------------------
+
+/** The object name in a URL; one that no object can have is a 400 naming it. */
+export function nameParam(raw: string): string {
+  const parsed = NameSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const message = parsed.error.issues[0]?.message ?? 'not a valid name';
+  throw new ProblemError(400, `'${clip(raw, 80)}' is not a valid object name: ${message}`, [{ path: 'name', message }]);
+}
 
 /** The wire form of a stored object. */
 export function representation(stored: StoredObject) {
