@@ -1,0 +1,188 @@
+// The decision for one request: which credential it carries, whether the route
+// accepts it, who it identifies, and which headers go upstream.
+import { AUTHZ_CONTEXT, IDENTITY_HEADERS, claimHeaders, isIdentityHeader, type JwtProvider } from '../model/index.ts';
+import { hashPresentedKey, isWellFormedApiKey, looksLikeApiKey, sameHash } from './api-keys.ts';
+import { insufficientScope, invalidRequest, invalidToken, misconfigured, missingCredential, type AuthFailure } from './failure.ts';
+import type { KeySources } from './jwks.ts';
+import { claimAt, tokenScopes, verifyJwt } from './jwt.ts';
+import { type AuthzIndex, isExpired, subjectKey } from './lookup.ts';
+
+export const API_KEY_HEADER = 'x-api-key';
+export const AUTHORIZATION_HEADER = 'authorization';
+
+/** Headers the gateway sets on an authenticated request. */
+export const SET_HEADERS = {
+  consumer: 'x-sluice-consumer',
+  credential: 'x-sluice-credential',
+  authMode: 'x-sluice-auth-mode',
+  scopes: 'x-sluice-scopes',
+  jwtIssuer: 'x-sluice-jwt-issuer',
+  jwtSubject: 'x-sluice-jwt-subject',
+} as const;
+
+export interface Identity {
+  mode: 'jwt' | 'api_key';
+  consumer?: string;
+  credential?: string;
+  scopes: string[];
+}
+
+export type Decision =
+  | { allow: true; identity: Identity; setHeaders: Array<[string, string]>; removeHeaders: string[]; reason: string }
+  | { allow: false; failure: AuthFailure };
+
+export interface CheckContext {
+  index: AuthzIndex;
+  sources: KeySources;
+  /** SLUICE_SECRET; without it no API key can match. */
+  secret: string | undefined;
+  nowMs: number;
+}
+
+type Presented = { kind: 'jwt'; token: string; header: string } | { kind: 'api_key'; key: string; header: string };
+
+const AUTH_MODES = new Set(['jwt', 'api_key', 'any']);
+
+/** Lower-cased request headers (Envoy already lower-cases them) and the route's context_extensions. */
+export async function decide(headers: Readonly<Record<string, string>>, context: Readonly<Record<string, string>>, ctx: CheckContext): Promise<Decision> {
+  const mode = context[AUTHZ_CONTEXT.authMode];
+  if (!mode || !AUTH_MODES.has(mode)) return deny(misconfigured('the route has no auth settings'));
+  const presented = credentialOf(headers);
+  if ('failure' in presented) return deny(presented.failure);
+  if (!presented.credential) return deny(missingCredential());
+  const credential = presented.credential;
+  if (mode === 'jwt' && credential.kind !== 'jwt') return deny(invalidToken('this route takes a JWT', 'wrong_credential_kind'));
+  if (mode === 'api_key' && credential.kind !== 'api_key') return deny(invalidToken('this route takes an API key', 'wrong_credential_kind'));
+  const required = splitList(context[AUTHZ_CONTEXT.scopes]);
+  const decision =
+    credential.kind === 'api_key'
+      ? checkApiKey(credential.key, credential.header, required, ctx)
+      : await checkJwt(credential.token, credential.header, required, splitList(context[AUTHZ_CONTEXT.jwtProviders]), ctx);
+  return decision.allow ? withClientIdentityRemoved(decision, headers) : decision;
+}
+
+/** Any other x-sluice-* (or identity) header the client sent goes too, whatever its name. */
+function withClientIdentityRemoved(decision: Extract<Decision, { allow: true }>, headers: Readonly<Record<string, string>>): Decision {
+  const set = new Set(decision.setHeaders.map(([name]) => name));
+  const remove = new Set(decision.removeHeaders);
+  for (const name of Object.keys(headers)) if (isIdentityHeader(name) && !set.has(name)) remove.add(name);
+  return { ...decision, removeHeaders: [...remove].sort() };
+}
+
+function deny(failure: AuthFailure): Decision {
+  return { allow: false, failure };
+}
+
+function splitList(value: string | undefined): string[] {
+  return value ? value.split(' ').filter((s) => s.length > 0) : [];
+}
+
+/** The one credential a request carries; two at once is ambiguous and refused. */
+function credentialOf(headers: Readonly<Record<string, string>>): { credential?: Presented } | { failure: AuthFailure } {
+  const found: Presented[] = [];
+  const apiKey = headers[API_KEY_HEADER];
+  if (apiKey !== undefined) found.push({ kind: 'api_key', key: apiKey.trim(), header: API_KEY_HEADER });
+  const authorization = headers[AUTHORIZATION_HEADER];
+  const bearer = authorization === undefined ? undefined : /^Bearer +(\S+) *$/i.exec(authorization);
+  if (authorization !== undefined && /^Bearer(?: |$)/i.test(authorization) && !bearer) {
+    return { failure: invalidRequest('the Authorization header is malformed', 'authorization_malformed') };
+  }
+  if (bearer?.[1] !== undefined) {
+    const value = bearer[1];
+    found.push(looksLikeApiKey(value) ? { kind: 'api_key', key: value, header: AUTHORIZATION_HEADER } : { kind: 'jwt', token: value, header: AUTHORIZATION_HEADER });
+  }
+  if (found.length > 1) return { failure: invalidRequest('send exactly one credential', 'multiple_credentials') };
+  return found[0] ? { credential: found[0] } : {};
+}
+
+function checkApiKey(key: string, header: string, required: readonly string[], ctx: CheckContext): Decision {
+  if (!isWellFormedApiKey(key)) return deny(invalidToken('the API key is malformed', 'api_key_malformed'));
+  if (ctx.secret === undefined) return deny(invalidToken('the API key is not valid', 'api_key_unknown'));
+  const hash = hashPresentedKey(ctx.secret, key);
+  // The map is keyed by an HMAC the client cannot steer without the secret; the
+  // equality that decides is constant-time.
+  const entry = ctx.index.apiKeys.get(hash);
+  if (!entry || !sameHash(entry.keyHash, hash)) return deny(invalidToken('the API key is not valid', 'api_key_unknown'));
+  if (isExpired(entry.credential, ctx.nowMs)) return deny(invalidToken('the API key has expired', 'api_key_expired'));
+  const scopes = [...entry.consumer.tags].sort();
+  const missing = required.filter((s) => !scopes.includes(s));
+  if (missing.length > 0) return deny(insufficientScope(required));
+  const identity: Identity = { mode: 'api_key', consumer: entry.consumer.name, credential: entry.credential.name, scopes };
+  return {
+    allow: true,
+    identity,
+    setHeaders: identityHeaders(identity),
+    removeHeaders: [header, ...staleIdentityHeaders(identity, [], ctx.index)],
+    reason: 'api_key',
+  };
+}
+
+async function checkJwt(token: string, header: string, required: readonly string[], providerNames: readonly string[], ctx: CheckContext): Promise<Decision> {
+  const all = [...ctx.index.providers.values()];
+  const allowed = providerNames.length > 0 ? providerNames.flatMap((name) => ctx.index.providers.get(name) ?? []) : all;
+  const verified = await verifyJwt(token, allowed, all, ctx.sources, ctx.nowMs);
+  if (!verified.ok) return deny(verified.failure);
+  const { provider, claims } = verified;
+  const subject = typeof claims.sub === 'string' ? claims.sub : undefined;
+  const mapped = subject === undefined ? undefined : ctx.index.subjects.get(subjectKey(provider.name, subject));
+  if (mapped && isExpired(mapped.credential, ctx.nowMs)) return deny(invalidToken('the credential has expired', 'credential_expired'));
+  const scopes = tokenScopes(claims);
+  if (required.some((s) => !scopes.includes(s))) return deny(insufficientScope(required));
+  const identity: Identity = { mode: 'jwt', consumer: mapped?.consumer.name, credential: mapped?.credential.name, scopes };
+  const claimed = claimValues(provider, claims);
+  const setHeaders = [
+    ...identityHeaders(identity),
+    [SET_HEADERS.jwtIssuer, provider.issuer] as [string, string],
+    ...(subject !== undefined && headerSafe(subject) ? [[SET_HEADERS.jwtSubject, subject] as [string, string]] : []),
+    ...claimed,
+  ];
+  return {
+    allow: true,
+    identity,
+    setHeaders,
+    removeHeaders: [header, ...staleIdentityHeaders(identity, setHeaders.map(([name]) => name), ctx.index)],
+    reason: 'jwt',
+  };
+}
+
+function identityHeaders(identity: Identity): Array<[string, string]> {
+  const headers: Array<[string, string]> = [[SET_HEADERS.authMode, identity.mode]];
+  if (identity.consumer !== undefined) headers.push([SET_HEADERS.consumer, identity.consumer]);
+  if (identity.credential !== undefined) headers.push([SET_HEADERS.credential, identity.credential]);
+  const scopes = identity.scopes.filter(headerSafe);
+  if (scopes.length > 0) headers.push([SET_HEADERS.scopes, scopes.join(' ')]);
+  return headers;
+}
+
+/**
+ * Identity and claim-mapped headers this answer does not set: removed, so no
+ * client copy can pass as the gateway's (the listener strips them too; this is
+ * the second line).
+ */
+function staleIdentityHeaders(identity: Identity, alsoSet: readonly string[], index: AuthzIndex): string[] {
+  const set = new Set([...identityHeaders(identity).map(([name]) => name), ...alsoSet]);
+  const names = new Set<string>([...IDENTITY_HEADERS, ...Object.values(SET_HEADERS)]);
+  for (const provider of index.providers.values()) for (const name of claimHeaders(provider)) names.add(name);
+  return [...names].filter((name) => !set.has(name)).sort();
+}
+
+/** Visible ASCII and spaces only, bounded: what is safe to put in a header value. */
+function headerSafe(value: string): boolean {
+  return value.length <= 1024 && /^[\x20-\x7E]*$/.test(value);
+}
+
+/** The provider's claims_to_headers, for claims present and safe as header values. */
+function claimValues(provider: JwtProvider, claims: Record<string, unknown>): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const { claim, header } of provider.claims_to_headers) {
+    const value = claimAt(claims, claim);
+    const text =
+      typeof value === 'string' ? value
+      : typeof value === 'number' || typeof value === 'boolean' ? String(value)
+      : Array.isArray(value) && value.every((v) => typeof v === 'string') ? value.join(',')
+      : value !== undefined && value !== null ? JSON.stringify(value)
+      : undefined;
+    if (text !== undefined && headerSafe(text)) out.push([header, text]);
+  }
+  return out;
+}

@@ -1,0 +1,126 @@
+// The envoy.service.auth.v3.Authorization/Check gRPC service. It is handed
+// AuthzInput snapshots (State + API-key hashes) by whoever runs it and answers
+// every check from memory; only JWKS refreshes touch the network.
+import { performance } from 'node:perf_hooks';
+import * as grpc from '@grpc/grpc-js';
+import { AUTHZ_CONTEXT } from '../model/index.ts';
+import type { CheckResponse } from '../proto/codec.ts';
+import { decide } from './decide.ts';
+import { DEFAULT_JWKS_SETTINGS, KeySources, type JwksSettings } from './jwks.ts';
+import { type AuthzIndex, type AuthzInput, buildIndex } from './lookup.ts';
+import { AuthzMetrics } from './metrics.ts';
+import { checkResponse } from './response.ts';
+import { AUTHORIZATION_SERVICE, type WireCheckRequest } from './wire.ts';
+
+export interface AuthzServiceOptions {
+  /** SLUICE_SECRET, the HMAC key API keys are hashed under; without it API keys never match. */
+  secret?: string;
+  jwks?: Partial<JwksSettings>;
+  log?: Log;
+  /** Clock for token and credential expiry (tests); default Date.now. */
+  now?: () => number;
+}
+
+/** The logging surface the service needs (log.ts's Log fits; authz/ does not import it). */
+export interface Log {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+const quietLog: Log = { info: () => {}, warn: () => {}, error: () => {} };
+
+/** Fail closed with 503 when there is nothing to decide with (no State yet, or an internal error). */
+function unavailable(reason: string): CheckResponse {
+  return {
+    status: { code: 14, message: reason },
+    denied_response: {
+      status: { code: 503 },
+      headers: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+      body: JSON.stringify({ error: 'unavailable', message: 'authorization is not available' }),
+    },
+  };
+}
+
+export class AuthzService {
+  readonly metrics = new AuthzMetrics();
+  private index: AuthzIndex | undefined;
+  private readonly sources: KeySources;
+  private readonly log: Log;
+  private readonly now: () => number;
+  private server: grpc.Server | undefined;
+
+  constructor(private readonly options: AuthzServiceOptions = {}) {
+    this.log = options.log ?? quietLog;
+    this.now = options.now ?? Date.now;
+    this.sources = new KeySources({ ...DEFAULT_JWKS_SETTINGS, ...options.jwks }, this.metrics, this.now);
+  }
+
+  /** The revision checks are answered from (undefined before the first update). */
+  get revision(): number | undefined {
+    return this.index?.revision;
+  }
+
+  /** Installs a new State; the next check uses it. */
+  update(input: AuthzInput): void {
+    const index = buildIndex(input);
+    this.sources.update(input.state.jwt_providers);
+    this.index = index;
+  }
+
+  async check(request: WireCheckRequest): Promise<CheckResponse> {
+    const started = performance.now();
+    const index = this.index;
+    if (!index) {
+      this.metrics.recordCheck('error', 'no_state', performance.now() - started);
+      return unavailable('no_state');
+    }
+    const attributes = request.attributes ?? {};
+    const context = attributes.context_extensions ?? {};
+    try {
+      const decision = await decide(attributes.request?.http?.headers ?? {}, context, {
+        index,
+        sources: this.sources,
+        secret: this.options.secret,
+        nowMs: this.now(),
+      });
+      const reason = decision.allow ? decision.reason : decision.failure.reason;
+      this.metrics.recordCheck(decision.allow ? 'allow' : 'deny', reason, performance.now() - started);
+      return checkResponse(decision);
+    } catch (err) {
+      // Never log the request: its headers carry the credential.
+      this.log.error('authz check failed', { route: context[AUTHZ_CONTEXT.route], error: err instanceof Error ? err.name : 'unknown' });
+      this.metrics.recordCheck('error', 'internal', performance.now() - started);
+      return unavailable('internal');
+    }
+  }
+
+  /** Serves gRPC on host:port (0 picks one); resolves with the bound port. */
+  listen(host: string, port: number): Promise<number> {
+    const server = new grpc.Server({ 'grpc.max_receive_message_length': 1024 * 1024 });
+    server.addService(AUTHORIZATION_SERVICE, {
+      Check: (call: grpc.ServerUnaryCall<WireCheckRequest, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) => {
+        this.check(call.request).then((response) => callback(null, response), (err: unknown) => callback(err as grpc.ServiceError));
+      },
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    });
+  }
+
+  /** Stops serving (in-flight checks finish) and stops JWKS refreshes. */
+  async close(): Promise<void> {
+    this.sources.close();
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => server.forceShutdown(), 2_000).unref();
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+}
