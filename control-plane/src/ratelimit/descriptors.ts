@@ -1,0 +1,93 @@
+// From Envoy's descriptors to counters. Each descriptor Sluice's translator emits
+// starts with (sluice_policy, <name>) and then carries the policy's key values in
+// the policy's order (model/contract.ts, RATELIMIT_DESCRIPTOR). A descriptor that
+// does not start that way, or names a policy the current State does not have
+// (Envoy may briefly run a revision ahead of or behind the service), is not
+// limited here.
+import { createHash } from 'node:crypto';
+import { PERIOD_SECONDS, RATELIMIT_DESCRIPTOR, type RateLimitPolicy } from '../model/index.ts';
+import type { RateLimitRequest } from '../proto/codec.ts';
+import type { CounterSpec } from './window.ts';
+
+/** Hash tags must not contain braces; domains are kept to a plain, short alphabet. */
+export const DOMAIN_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** One counter the request touches and the descriptors (by index) it answers for. */
+export interface PlannedCounter {
+  policy: RateLimitPolicy;
+  spec: CounterSpec;
+  descriptors: number[];
+}
+
+export interface Plan {
+  counters: PlannedCounter[];
+  /** Descriptors not limited here (not Sluice's layout, or an unknown policy). */
+  ignored: number;
+}
+
+/**
+ * The counters for one request. Two descriptors that map to the same counter are
+ * merged (their hits summed), so one request can never count twice against a
+ * check that saw the counter only once.
+ */
+export function planCounters(request: RateLimitRequest, domain: string, policies: ReadonlyMap<string, RateLimitPolicy>): Plan {
+  const byKey = new Map<string, PlannedCounter>();
+  let ignored = 0;
+  // hits_addend 0 (unset) means 1. (The per-descriptor hits_addend of newer Envoy
+  // APIs is not in the protos Sluice loads, so Envoy's value arrives here only.)
+  const hits = positiveOr(request.hits_addend, 1);
+  (request.descriptors ?? []).forEach((descriptor, index) => {
+    const entries = descriptor.entries ?? [];
+    const first = entries[0];
+    const policy = first?.key === RATELIMIT_DESCRIPTOR.policy ? policies.get(first.value ?? '') : undefined;
+    if (!policy) {
+      ignored += 1;
+      return;
+    }
+    const key = counterKey(domain, policy, entries.slice(1));
+    const seen = byKey.get(key);
+    if (seen) {
+      seen.spec.hits += hits;
+      seen.descriptors.push(index);
+      return;
+    }
+    byKey.set(key, {
+      policy,
+      descriptors: [index],
+      spec: {
+        key,
+        algorithm: policy.algorithm,
+        capacity: capacityOf(policy),
+        windowMs: PERIOD_SECONDS[policy.limit.per] * 1000,
+        hits,
+      },
+    });
+  });
+  return { counters: [...byKey.values()], ignored };
+}
+
+/** The most requests a policy admits in one window. */
+export function capacityOf(policy: RateLimitPolicy): number {
+  return policy.limit.requests + (policy.burst ?? 0);
+}
+
+/**
+ * `{rl:<domain>}:<policy>:<algorithm letter><window ms>:<hash of the key values>`.
+ * The hash tag keeps a request's counters in one Redis Cluster slot; the window
+ * shape is part of the key so changing a policy's period or algorithm starts a
+ * fresh count instead of misreading the old buckets (changing `requests` keeps
+ * the count); the values are hashed because they come from clients (headers).
+ */
+export function counterKey(domain: string, policy: RateLimitPolicy, entries: ReadonlyArray<{ key?: string; value?: string }>): string {
+  const shape = `${policy.algorithm === 'fixed_window' ? 'f' : 's'}${PERIOD_SECONDS[policy.limit.per] * 1000}`;
+  const values = createHash('sha256')
+    .update(JSON.stringify(entries.map((entry) => [entry.key ?? '', entry.value ?? ''])))
+    .digest('base64url')
+    .slice(0, 22);
+  return `{rl:${domain}}:${policy.name}:${shape}:${values}`;
+}
+
+/** A positive integer, else the fallback. */
+function positiveOr(value: number | undefined | null, fallback: number): number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : fallback;
+}

@@ -1,0 +1,148 @@
+// ShouldRateLimit: descriptors -> counters -> one store decision -> Envoy's answer.
+// The service holds the State it is handed (by the composition root, or by its
+// own process's source) and never reads the store of config itself.
+import { performance } from 'node:perf_hooks';
+import type { RateLimitPolicy, State } from '../model/index.ts';
+import type { RateLimitRequest, RateLimitResponse } from '../proto/codec.ts';
+import { DOMAIN_PATTERN, planCounters, type PlannedCounter } from './descriptors.ts';
+import { RateLimitMetrics } from './metrics.ts';
+import { countedResponse, unavailableResponse } from './responses.ts';
+import type { CounterStore } from './store.ts';
+import type { Decision } from './window.ts';
+
+/** What a policy does when its counters cannot be read: admit, or refuse (429). */
+export type FailureMode = 'allow' | 'deny';
+
+/** The small logging surface this room needs (the control plane's Log satisfies it). */
+export interface RateLimitLog {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/**
+ * A policy's failure mode. The model has no `on_error` field yet; until it does,
+ * every policy is `allow` unless the policy object carries `on_error: 'deny'`
+ * (read defensively so this keeps working when the field arrives).
+ */
+export function policyFailureMode(policy: RateLimitPolicy): FailureMode {
+  return (policy as { on_error?: unknown }).on_error === 'deny' ? 'deny' : 'allow';
+}
+
+export interface RateLimitServiceOptions {
+  store: CounterStore;
+  /** The domain Envoy's ratelimit filter sends; requests for another domain are not limited here. */
+  domain: string;
+  log?: RateLimitLog;
+  metrics?: RateLimitMetrics;
+  /** Default policyFailureMode. */
+  failureMode?: (policy: RateLimitPolicy) => FailureMode;
+  /**
+   * Longest wait for the store. Must stay under Envoy's ratelimit filter timeout
+   * (100 ms, translate/filters.ts) so a `deny` policy's refusal reaches Envoy
+   * before Envoy gives up and admits. Default 50 ms.
+   */
+  storeTimeoutMs?: number;
+}
+
+const silentLog: RateLimitLog = { info: () => undefined, error: () => undefined };
+
+export class RateLimitService {
+  readonly metrics: RateLimitMetrics;
+  private policies: ReadonlyMap<string, RateLimitPolicy> = new Map();
+  private revision: number | undefined;
+  private storeHealthy = true;
+  private readonly log: RateLimitLog;
+  private readonly failureMode: (policy: RateLimitPolicy) => FailureMode;
+  private readonly storeTimeoutMs: number;
+
+  constructor(private readonly options: RateLimitServiceOptions) {
+    if (!DOMAIN_PATTERN.test(options.domain)) throw new Error(`rate-limit domain '${options.domain}' must match ${DOMAIN_PATTERN}`);
+    this.metrics = options.metrics ?? new RateLimitMetrics();
+    this.log = options.log ?? silentLog;
+    this.failureMode = options.failureMode ?? policyFailureMode;
+    this.storeTimeoutMs = options.storeTimeoutMs ?? 50;
+  }
+
+  /** Takes the policies of a new revision; the next request uses them. */
+  setState(state: State): void {
+    this.policies = new Map(state.rate_limit_policies.map((policy) => [policy.name, policy]));
+    this.revision = state.revision;
+  }
+
+  /** The revision whose policies are in force (undefined before the first State). */
+  get stateRevision(): number | undefined {
+    return this.revision;
+  }
+
+  async shouldRateLimit(request: RateLimitRequest): Promise<RateLimitResponse> {
+    if (request.domain !== this.options.domain) return { overall_code: 'OK' };
+    const { counters } = planCounters(request, this.options.domain, this.policies);
+    if (counters.length === 0) return { overall_code: 'OK', statuses: (request.descriptors ?? []).map(() => ({ code: 'OK' })) };
+    const decision = await this.decide(counters);
+    if (decision) {
+      counters.forEach((counter, i) => this.metrics.recordDecision(counter.policy.name, decision.verdicts[i]!.over ? 'over_limit' : 'ok'));
+      return countedResponse(request, counters, decision);
+    }
+    return this.failed(request, counters);
+  }
+
+  /** The store's decision, or undefined when it failed or was too slow (logged once per outage). */
+  private async decide(counters: readonly PlannedCounter[]): Promise<Decision | undefined> {
+    const started = performance.now();
+    try {
+      const decision = await withTimeout(this.options.store.decide(counters.map((c) => c.spec)), this.storeTimeoutMs);
+      this.metrics.recordStoreCall(performance.now() - started, true);
+      if (!this.storeHealthy) {
+        this.storeHealthy = true;
+        this.log.info('rate-limit store recovered; counting resumed');
+      }
+      return decision;
+    } catch (err) {
+      this.metrics.recordStoreCall(performance.now() - started, false);
+      if (this.storeHealthy) {
+        this.storeHealthy = false;
+        this.log.error('rate-limit store unavailable; each policy now follows its failure mode', { error: errorText(err) });
+      }
+      return undefined;
+    }
+  }
+
+  /** Without counts: refused when any policy involved says deny, else admitted. */
+  private failed(request: RateLimitRequest, counters: readonly PlannedCounter[]): RateLimitResponse {
+    const denying = counters.find((counter) => this.failureMode(counter.policy) === 'deny');
+    for (const counter of counters) {
+      this.metrics.recordDecision(counter.policy.name, this.failureMode(counter.policy) === 'deny' ? 'error_denied' : 'error_allowed');
+    }
+    if (denying) return unavailableResponse(request, denying.policy.name);
+    return { overall_code: 'OK', statuses: (request.descriptors ?? []).map(() => ({ code: 'OK' })) };
+  }
+
+  close(): Promise<void> {
+    return this.options.store.close();
+  }
+}
+
+/**
+ * Rejects when `promise` has not settled `ms` after the call. The rejection waits
+ * for one more turn of the event loop (setImmediate runs after the I/O poll): when
+ * this process itself was stalled (GC, a busy CPU), timers run before the socket
+ * reads that are already waiting, and an answer that arrived in time would
+ * otherwise be thrown away as a timeout.
+ */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      immediate = setImmediate(() => reject(new Error(`rate-limit store did not answer within ${ms} ms`)));
+    }, ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => {
+    clearTimeout(timer);
+    if (immediate) clearImmediate(immediate);
+  });
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
