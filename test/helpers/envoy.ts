@@ -7,7 +7,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { adsBootstrap } from '../../envoy/bootstrap.ts';
+import { adsBootstrap, type AdsTlsFiles } from '../../envoy/bootstrap.ts';
 import { freePort, sleep } from './net.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -21,6 +21,8 @@ export interface StartEnvoyOptions {
   nodeId?: string;
   nodeCluster?: string;
   delta?: boolean;
+  /** Mutual TLS to the ADS server (certificate files); plaintext when absent. */
+  tls?: AdsTlsFiles;
   /** Envoy log level (default `warning`). */
   logLevel?: string;
   extraArgs?: string[];
@@ -196,6 +198,7 @@ async function startOnce(opts: StartEnvoyOptions, nodeId: string): Promise<Envoy
     adsPort: opts.adsPort,
     adminPort,
     delta: opts.delta,
+    tls: opts.tls,
   });
   writeFileSync(configFile, JSON.stringify(bootstrap, null, 2));
 
