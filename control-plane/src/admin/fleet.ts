@@ -1,10 +1,14 @@
 // Fleet status (read-only view of the xDS node registry) and `?wait=applied`.
+// Only nodes that count (authenticated with a client certificate, or, without
+// TLS, that ACKed at least once: see xds/registry.ts nodeCounts) are waited
+// for and listed under `nodes`; the rest (a client that never ACKs) are shown
+// under `unconfirmed` and can hold nobody up.
 // The current revision comes from Postgres when it answers, otherwise from the
 // last value seen, so status keeps working while the database is down.
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ConfigStore } from '../store/config-store.ts';
-import type { NodeRegistry, NodeStatus } from '../xds/registry.ts';
+import { nodeCounts, type NodeRegistry, type NodeStatus } from '../xds/registry.ts';
 import { ProblemError, fieldsFromIssues } from './problem.ts';
 import { issuesFromZod } from '../model/index.ts';
 
@@ -52,6 +56,8 @@ export interface FleetNode {
   acked: Record<string, string>;
   synced_revision: number | null;
   in_sync: boolean;
+  authenticated: boolean;
+  /** What this node last rejected (per node: other nodes still get that snapshot). */
   last_nack: NodeStatus['lastNack'] | null;
 }
 
@@ -65,16 +71,17 @@ function fleetNode(node: NodeStatus, revision: number | undefined): FleetNode {
     acked: { ...node.acked } as Record<string, string>,
     synced_revision: node.syncedRevision ?? null,
     in_sync: revision !== undefined && node.syncedRevision === revision,
+    authenticated: node.authenticated === true,
     last_nack: node.lastNack ?? null,
   };
 }
 
-/** True once every connected node holds `revision` (vacuously true with no nodes). */
+/** True once every connected node that counts holds `revision` (vacuously true with none). */
 function allApplied(registry: NodeRegistry, revision: number): boolean {
-  return registry.list().every((node) => (node.syncedRevision ?? -1) >= revision);
+  return registry.list().filter(nodeCounts).every((node) => (node.syncedRevision ?? -1) >= revision);
 }
 
-/** Resolves true when every connected node has synced `revision`, false on timeout. */
+/** Resolves true when every counted node has synced `revision`, false on timeout. */
 export function waitApplied(registry: NodeRegistry, revision: number, timeoutMs: number): Promise<boolean> {
   if (allApplied(registry, revision)) return Promise.resolve(true);
   return new Promise((resolve) => {
@@ -116,7 +123,9 @@ export async function appliedField(registry: NodeRegistry, revision: number, wai
 export function registerFleet(app: FastifyInstance, registry: NodeRegistry, tracker: RevisionTracker): void {
   app.get('/v1/fleet', async () => {
     const { revision, stale } = await tracker.current();
-    const nodes = registry.list().map((node) => fleetNode(node, revision));
+    const listed = registry.list();
+    const nodes = listed.filter(nodeCounts).map((node) => fleetNode(node, revision));
+    const unconfirmed = listed.filter((node) => !nodeCounts(node)).map((node) => fleetNode(node, revision));
     const recent: { revision: number; accepted: number; rejected: number }[] = [];
     if (revision !== undefined) {
       for (let r = revision; r > Math.max(0, revision - RECENT_REVISIONS); r--) recent.push({ revision: r, ...registry.revisionTally(r) });
@@ -125,6 +134,7 @@ export function registerFleet(app: FastifyInstance, registry: NodeRegistry, trac
       revision: revision ?? null,
       revision_stale: stale,
       nodes,
+      unconfirmed,
       in_sync: nodes.filter((n) => n.in_sync).length,
       total: nodes.length,
       revisions: recent,

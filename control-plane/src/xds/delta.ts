@@ -16,13 +16,14 @@ export class DeltaStream extends AdsStream {
   }
 
   private onRequest(request: DeltaRequest): void {
-    this.identify(request.node);
+    if (!this.identify(request.node)) return;
     const type = request.type_url ?? '';
     if (!isKnownType(type)) return;
     if (!this.settle(type, request.response_nonce, request.error_detail)) return;
     const state = this.state.state(type);
     if (!state.requested) this.firstRequest(type, request);
     else this.updateSubscription(type, request);
+    if (!this.withinLimits()) return;
     this.pump();
   }
 
@@ -35,6 +36,7 @@ export class DeltaStream extends AdsStream {
       : new Set(subscribe.filter((name) => name !== '*'));
     // On reconnect the client says what it already has; send only what differs.
     const initial = request.initial_resource_versions ?? {};
+    this.claim(Object.keys(initial));
     const known = new Map<string, XdsResource>();
     for (const name of Object.keys(initial).sort()) {
       known.set(name, { typeUrl: type, name, version: initial[name]!, value: new Uint8Array() });

@@ -12,7 +12,7 @@ export class SotwStream extends AdsStream {
   }
 
   private onRequest(request: SotwRequest): void {
-    this.identify(request.node);
+    if (!this.identify(request.node)) return;
     const type = request.type_url ?? '';
     if (!isKnownType(type)) return;
     if (!this.settle(type, request.response_nonce, request.error_detail)) return;
@@ -20,6 +20,7 @@ export class SotwStream extends AdsStream {
     if (!state.requested) this.resume(type, request.version_info);
     state.names = subscription(type, request.resource_names ?? [], state.requested ? state.names : undefined, !state.requested);
     state.requested = true;
+    if (!this.withinLimits()) return;
     this.pump();
   }
 

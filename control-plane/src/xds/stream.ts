@@ -2,10 +2,20 @@
 // first request, registers it, reacts to cache updates for its group, settles
 // ACKs/NACKs, and pushes what StreamState says is due, one response per type
 // in flight.
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+//
+// Per-stream bounds (every client of the port meets them, whoever it is):
+// a node id or group longer than MAX_NODE_FIELD_BYTES is refused
+// (INVALID_ARGUMENT: truncating could make two nodes one); subscribed names
+// (plus names a delta client claims to hold on resume) beyond
+// SUBSCRIPTION_LIMITS end the stream (RESOURCE_EXHAUSTED); a NACK's
+// error_detail is kept truncated to MAX_ERROR_DETAIL_CHARS. A closed stream
+// leaves nothing behind: its cache membership and verdicts, its registry
+// entry and its cache listener go with it.
+import { status as grpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SnapshotCache } from './cache.ts';
-import type { NodeRegistry, Protocol } from './registry.ts';
+import { nodeCounts, type NodeRegistry, type Protocol } from './registry.ts';
 import { setVersion, type ResourceSet, type TypeUrl } from './resources.ts';
+import type { Snapshot } from './snapshot.ts';
 import { StreamState, type PlannedPush } from './stream-state.ts';
 import type { WireNode, WireStatus } from './wire.ts';
 
@@ -20,15 +30,29 @@ export interface StreamContext {
   cache: SnapshotCache;
   registry: NodeRegistry;
   log: Logger;
+  /** Set when xDS runs with client certificates (server.ts): the verified peer, and how to refuse it. */
+  peer?: { admits(nodeId: string): boolean; refuse(nodeId: string): void };
 }
 
 let nextStreamId = 1;
+
+/** Longest node id or node cluster (group) accepted, in UTF-8 bytes. */
+export const MAX_NODE_FIELD_BYTES = 256;
+/** How much of a NACK's error message is kept. */
+export const MAX_ERROR_DETAIL_CHARS = 2_048;
+/** Subscribed (or claimed) resource names per stream, over all types. */
+export const SUBSCRIPTION_LIMITS = { names: 20_000, bytes: 2 * 1024 * 1024 };
 
 export abstract class AdsStream {
   readonly id = nextStreamId++;
   readonly state = new StreamState();
   protected group?: string;
   private nonceCounter = 0;
+  private closed = false;
+  /** Names a delta client said it holds on resume (count and bytes), for the subscription bound. */
+  private readonly claimed = { names: 0, bytes: 0 };
+  /** Ends the call with an error status (set by attach). */
+  private endWith: (code: grpcStatus, details: string) => void = () => {};
   private readonly onCacheUpdate = (group: string) => {
     if (group === this.group || group === '*') this.pump();
   };
@@ -40,7 +64,13 @@ export abstract class AdsStream {
 
   /** Feeds the call's requests to `onRequest` and closes the stream when the call ends. */
   protected attach<Req>(call: ServerDuplexStream<Req, unknown>, onRequest: (request: Req) => void): void {
-    call.on('data', onRequest);
+    this.endWith = (code, details) => {
+      // The call's own 'error' handler sends this status and ends the call.
+      call.emit('error', { code, details });
+    };
+    call.on('data', (request: Req) => {
+      if (!this.closed) onRequest(request);
+    });
     call.on('end', () => {
       this.close();
       call.end();
@@ -52,17 +82,64 @@ export abstract class AdsStream {
   /** Sends one planned response on the wire (protocol-specific). */
   protected abstract send(push: PlannedPush, nonce: string): void;
 
-  protected identify(node: WireNode | undefined): void {
-    if (this.group !== undefined) return;
+  /** Learns the node from the first request; false when the stream is (or was just) refused. */
+  protected identify(node: WireNode | undefined): boolean {
+    if (this.closed) return false;
+    if (this.group !== undefined) return true;
+    const nodeId = node?.id ?? '';
+    const cluster = node?.cluster ?? '';
+    if (Buffer.byteLength(nodeId) > MAX_NODE_FIELD_BYTES || Buffer.byteLength(cluster) > MAX_NODE_FIELD_BYTES) {
+      this.refuse(grpcStatus.INVALID_ARGUMENT, `node id and node cluster are limited to ${MAX_NODE_FIELD_BYTES} bytes`);
+      return false;
+    }
+    // A node id its certificate does not vouch for never registers: the call ends PERMISSION_DENIED.
+    if (this.ctx.peer && !this.ctx.peer.admits(node?.id ?? '')) {
+      this.ctx.peer.refuse(node?.id ?? '');
+      return false;
+    }
     this.group = node?.cluster || '*';
-    this.ctx.registry.connect({
+    const registered = this.ctx.registry.connect({
       streamId: this.id,
       nodeId: node?.id || `anonymous-${this.id}`,
       group: this.group,
       protocol: this.protocol,
       connectedAt: new Date().toISOString(),
-    });
+      authenticated: this.ctx.peer !== undefined,
+    }, () => this.refuse(grpcStatus.ALREADY_EXISTS, 'a newer stream claimed this node id'));
+    this.ctx.cache.join(this.id, this.group, nodeCounts(registered));
     this.ctx.cache.on('updated', this.onCacheUpdate);
+    return true;
+  }
+
+  /** Ends the stream with an error status; it registers and receives nothing more. */
+  protected refuse(code: grpcStatus, details: string): void {
+    if (this.closed) return;
+    this.ctx.log.warn('xds: stream refused', { streamId: this.id, code, details });
+    this.close();
+    this.endWith(code, details);
+  }
+
+  /** Counts names a delta client claims to hold (initial_resource_versions) toward the bound. */
+  protected claim(names: Iterable<string>): void {
+    for (const name of names) {
+      this.claimed.names += 1;
+      this.claimed.bytes += Buffer.byteLength(name);
+    }
+  }
+
+  /** Checks the subscription bound; refuses the stream (and returns false) past it. */
+  protected withinLimits(): boolean {
+    let names = this.claimed.names;
+    let bytes = this.claimed.bytes;
+    for (const state of this.state.types.values()) {
+      for (const name of state.names ?? []) {
+        names += 1;
+        bytes += Buffer.byteLength(name);
+      }
+    }
+    if (names <= SUBSCRIPTION_LIMITS.names && bytes <= SUBSCRIPTION_LIMITS.bytes) return true;
+    this.refuse(grpcStatus.RESOURCE_EXHAUSTED, `at most ${SUBSCRIPTION_LIMITS.names} resource names (${SUBSCRIPTION_LIMITS.bytes} bytes) per stream`);
+    return false;
   }
 
   /** Applies the nonce of a request; returns false for a stale nonce (the request is then ignored). */
@@ -71,9 +148,8 @@ export abstract class AdsStream {
     const result = this.state.settle(type, nonce, error !== undefined && error !== null);
     if (result.kind === 'stale') return false;
     if (result.kind === 'current') return true;
-    const group = this.group ?? '*';
     if (result.kind === 'nack') {
-      const message = error?.message ?? 'rejected without detail';
+      const message = truncate(error?.message || 'rejected without detail', MAX_ERROR_DETAIL_CHARS);
       this.ctx.log.warn('xds: envoy rejected config', { streamId: this.id, type, revision: result.inFlight.snapshot.revision, message });
       this.ctx.registry.recordNack(this.id, {
         typeUrl: type,
@@ -81,22 +157,18 @@ export abstract class AdsStream {
         message,
         at: new Date().toISOString(),
       });
-      this.ctx.cache.markRejected(group, result.inFlight.snapshot);
+      this.ctx.cache.markRejected(this.id, result.inFlight.snapshot);
       return true;
     }
     this.ctx.registry.recordAck(this.id, type, setVersion(result.inFlight.set));
-    const servable = this.ctx.cache.servable(group);
-    if (servable && this.state.isSynced(servable)) {
-      this.ctx.registry.recordSynced(this.id, servable.revision);
-      this.ctx.cache.markAccepted(group, servable);
-    }
+    if (this.ctx.registry.counts(this.id)) this.ctx.cache.trust(this.id);
     return true;
   }
 
   /** Sends every response that is due now. */
   protected pump(): void {
-    if (this.group === undefined) return;
-    const snapshot = this.ctx.cache.servable(this.group);
+    if (this.group === undefined || this.closed) return;
+    const snapshot = this.ctx.cache.servableFor(this.id);
     for (let push = this.state.nextPush(snapshot); push; push = this.state.nextPush(snapshot)) {
       const nonce = `${this.id}-${++this.nonceCounter}`;
       const state = this.state.state(push.type);
@@ -106,12 +178,38 @@ export abstract class AdsStream {
       this.ctx.cache.remember(this.group, push.set);
       this.send(push, nonce);
     }
+    this.noteSynced(snapshot);
+  }
+
+  /**
+   * Records that the node holds `snapshot` in full. Checked after every pump,
+   * not only on ACKs: a relabelled snapshot (same content, newer revision) and
+   * a delta client resuming with exactly our config need no push to be in sync.
+   */
+  private noteSynced(snapshot: Snapshot | undefined): void {
+    if (!snapshot || !this.state.isSynced(snapshot)) return;
+    // A resumed client holding our config has shown what an ACK shows.
+    if (this.state.resumed) this.ctx.registry.recordConfirmed(this.id);
+    if (!this.ctx.registry.counts(this.id)) return;
+    this.ctx.cache.trust(this.id);
+    this.ctx.registry.recordSynced(this.id, snapshot.revision);
+    this.ctx.cache.markAccepted(this.id, snapshot);
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.ctx.cache.off('updated', this.onCacheUpdate);
-    if (this.group !== undefined) this.ctx.registry.disconnect(this.id);
+    this.ctx.cache.leave(this.id);
+    this.ctx.registry.disconnect(this.id);
   }
+}
+
+function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  // Do not leave half a surrogate pair at the cut.
+  const cut = /[\uD800-\uDBFF]/.test(text[max - 1]!) ? max - 1 : max;
+  return `${text.slice(0, cut)}… (truncated)`;
 }
 
 export function sortedResources(set: ResourceSet) {
