@@ -7,8 +7,10 @@
 import { createHash } from 'node:crypto';
 import { buildAdminApp } from './admin/app.ts';
 import { configOrExit, type Config } from './config/env.ts';
-import { createLog, type Log } from './log.ts';
+import { createLog, createLogger, type Log } from './log.ts';
+import { metricsArePublic } from './admin/metrics.ts';
 import { Publisher } from './publisher.ts';
+import { ControlPlaneMetrics } from './telemetry/index.ts';
 import { ChangeFeed } from './store/change-feed.ts';
 import { ConfigStore } from './store/config-store.ts';
 import { migrate } from './store/migrate.ts';
@@ -20,7 +22,8 @@ import { AdsServer } from './xds/server.ts';
 
 async function main(): Promise<void> {
   const config = configOrExit();
-  const log = createLog(config.logLevel);
+  const logger = createLogger(config.logLevel); // one pino logger: the admin API logs through it too
+  const log = createLog(logger);
   const closers: Array<() => Promise<unknown>> = [];
   const shutdown = async (signal: string) => {
     log.info('sluice: shutting down', { signal });
@@ -42,16 +45,32 @@ async function main(): Promise<void> {
 
   const cache = new SnapshotCache();
   const registry = new NodeRegistry();
-  const ads = new AdsServer({ cache, registry, log });
+  const telemetry = new ControlPlaneMetrics({ fleet: registry });
+  const ads = new AdsServer({ cache, registry, log, tls: config.xdsTls, limits: { maxReceiveBytes: config.xdsMaxReceiveBytes } });
   const xdsPort = await ads.listen(config.xdsHost, config.xdsPort);
   closers.push(() => ads.close());
-  log.info('sluice: xds listening', { host: config.xdsHost, port: xdsPort });
+  const xdsSecurity = !config.xdsTls ? 'plaintext' : config.xdsTls.clientCa ? 'mutual TLS' : 'TLS without client certificates';
+  log.info('sluice: xds listening', { host: config.xdsHost, port: xdsPort, security: xdsSecurity });
+  if (!config.xdsTls?.clientCa && !['127.0.0.1', '::1', 'localhost'].includes(config.xdsHost)) {
+    // Anyone who reaches the port can then claim any node id (SECURITY.md).
+    log.warn('sluice: xds is reachable beyond loopback without client certificates; set XDS_TLS_CERT, XDS_TLS_KEY and XDS_CLIENT_CA', { host: config.xdsHost });
+  }
 
   const publisher = new Publisher({
     loadState: async () => (await store.loadState()).state,
     cache,
-    translateOptions: { listenerPort: config.gatewayPort, listenerAddress: config.gatewayAddress },
+    translateOptions: {
+      listenerPort: config.gatewayPort,
+      listenerAddress: config.gatewayAddress,
+      edge: config.gatewayEdge,
+      accessLog: config.gatewayAccessLog,
+      tracing: {
+        samplingPercent: config.traceSamplingPercent,
+        otlpCollector: config.otlpCollector && { clusterName: 'sluice_otlp_collector', ...config.otlpCollector },
+      },
+    },
     log,
+    metrics: telemetry.publisher,
   });
   const feed = new ChangeFeed(db.url);
   feed.on('revision', (revision) => publisher.notify(revision));
@@ -59,7 +78,10 @@ async function main(): Promise<void> {
   await feed.start();
   closers.push(() => feed.stop());
 
-  const admin = buildAdminApp({ store, prisma, registry, secret: config.secret });
+  const admin = buildAdminApp({
+    store, prisma, registry, secret: config.secret, logger,
+    metrics: { metrics: telemetry, public: metricsArePublic(config.adminHost, config.metricsPublic) },
+  });
   await admin.listen({ host: config.adminHost, port: config.adminPort });
   closers.push(() => admin.close());
   log.info('sluice: admin API listening', { host: config.adminHost, port: config.adminPort });

@@ -17,6 +17,8 @@ export type StateInput = z.input<typeof StateSchema>;
 export interface GatewayEnvoyOptions {
   nodeId: string;
   delta?: boolean;
+  /** More Envoy command-line arguments (e.g. --file-flush-interval-msec). */
+  extraArgs?: string[];
 }
 
 export interface GatewayEnvoy {
@@ -85,7 +87,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<Gateway> 
     for (const spec of opts.envoys) {
       const group = `gw-${spec.nodeId}`;
       const port = await freePort();
-      const handle = await startEnvoy({ adsPort, nodeId: spec.nodeId, nodeCluster: group, delta: spec.delta ?? false });
+      const handle = await startEnvoy({ adsPort, nodeId: spec.nodeId, nodeCluster: group, delta: spec.delta ?? false, extraArgs: spec.extraArgs });
       envoys.push({ handle, port, nodeId: spec.nodeId, group, delta: spec.delta ?? false });
     }
   } catch (err) {

@@ -16,6 +16,18 @@ function configError(env: NodeJS.ProcessEnv): string {
 }
 
 describe('loadConfig', () => {
+  test('gateway edge limits: read, and out-of-range values named', () => {
+    const config = loadConfig({ GATEWAY_REQUEST_HEADERS_TIMEOUT_MS: '2000', GATEWAY_XFF_TRUSTED_HOPS: '1', GATEWAY_MAX_REQUEST_HEADERS_KB: '96' });
+    assert.equal(config.gatewayEdge.requestHeadersTimeoutMs, 2000);
+    assert.equal(config.gatewayEdge.xffTrustedHops, 1);
+    assert.equal(config.gatewayEdge.maxRequestHeadersKb, 96);
+    assert.equal(config.gatewayEdge.http2MaxConcurrentStreams, undefined);
+    const message = configError({ GATEWAY_MAX_REQUEST_HEADERS_KB: '9000', GATEWAY_HTTP2_STREAM_WINDOW_BYTES: '1024', GATEWAY_XFF_TRUSTED_HOPS: '-1' });
+    assert.match(message, /GATEWAY_MAX_REQUEST_HEADERS_KB: expected an integer 1-8192/);
+    assert.match(message, /GATEWAY_HTTP2_STREAM_WINDOW_BYTES: expected an integer 65535-2147483647/);
+    assert.match(message, /GATEWAY_XFF_TRUSTED_HOPS: expected an integer 0-16/);
+  });
+
   test('defaults', () => {
     assert.deepEqual(loadConfig({}), {
       databaseUrl: undefined,
@@ -27,6 +39,18 @@ describe('loadConfig', () => {
       xdsPort: 18000,
       gatewayAddress: '0.0.0.0',
       gatewayPort: 10000,
+      gatewayEdge: {
+        requestHeadersTimeoutMs: undefined,
+        streamIdleTimeoutMs: undefined,
+        requestTimeoutMs: undefined,
+        connectionIdleTimeoutMs: undefined,
+        maxRequestHeadersKb: undefined,
+        perConnectionBufferLimitBytes: undefined,
+        http2MaxConcurrentStreams: undefined,
+        http2InitialStreamWindowBytes: undefined,
+        http2InitialConnectionWindowBytes: undefined,
+        xffTrustedHops: undefined,
+      },
       bootstrapToken: undefined,
       authzHost: '127.0.0.1',
       authzPort: 9191,
@@ -35,6 +59,8 @@ describe('loadConfig', () => {
       redisUrl: undefined,
       secret: undefined,
       logLevel: 'info',
+      xdsTls: undefined,
+      xdsMaxReceiveBytes: 4 * 1024 * 1024,
     });
   });
 

@@ -10,6 +10,7 @@ import { registerAuth } from './auth.ts';
 import type { AdminContext } from './commit.ts';
 import { registerConfig } from './config.ts';
 import { RevisionTracker, registerFleet } from './fleet.ts';
+import { type MetricsEndpointOptions, registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
 import { clientErrorHandler, frameworkErrors, MAX_PATH_SEGMENT, registerBodyParsers, registerHeaderChecks, registerUrlChecks } from './input.ts';
 import { registerProblemHandlers } from './problem.ts';
@@ -26,6 +27,8 @@ export interface AdminDeps {
   bodyLimit?: number;
   /** Where the admin log goes (pino, JSON lines); silent when not given. */
   logger?: Logger;
+  /** GET /metrics and admin request counters (metrics.ts); absent: no /metrics. */
+  metrics?: MetricsEndpointOptions;
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -54,6 +57,7 @@ export function buildAdminApp(deps: AdminDeps): FastifyInstance {
 
   const ctx: AdminContext = { store: deps.store, registry: deps.registry, tracker: new RevisionTracker(deps.store), secret: deps.secret };
   app.get('/healthz', async () => ({ status: 'ok' }));
+  registerMetrics(app, deps.metrics);
   registerResources(app, ctx);
   registerConfig(app, ctx);
   registerRevisions(app, ctx);

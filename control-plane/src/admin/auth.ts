@@ -20,6 +20,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal?: AdminPrincipal;
   }
+  interface FastifyContextConfig {
+    /** GET/HEAD of this route need no token (set per deployment, e.g. /metrics on loopback). */
+    publicRead?: boolean;
+  }
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -56,7 +60,7 @@ export function registerAuth(app: FastifyInstance, prisma: PrismaClient): void {
   app.decorateRequest('principal', undefined);
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const path = request.url.split('?')[0] ?? '';
-    if (PUBLIC_PATHS.has(path) && READ_METHODS.has(request.method)) return;
+    if ((PUBLIC_PATHS.has(path) || request.routeOptions.config?.publicRead === true) && READ_METHODS.has(request.method)) return;
     const token = bearerToken(request.headers.authorization);
     if (!token) throw new ProblemError(401, 'missing bearer token (Authorization: Bearer <token>)', [{ path: 'Authorization', message: 'expected Bearer <token>' }]);
     const readOnly = READ_METHODS.has(request.method);

@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { xdsTransportSchema, type XdsTransportConfig } from './xds-transport.ts';
 
 /** Repository root (this file is control-plane/src/config/env.ts). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -11,7 +12,8 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof logLevels)[number];
 
-export interface Config {
+/** XDS_TLS_* and the xDS port's bounds come from ./xds-transport.ts. */
+export interface Config extends XdsTransportConfig {
   /** External Postgres; undefined means "run embedded Postgres under dataDir". */
   databaseUrl: string | undefined;
   /** Absolute folder for local state (embedded Postgres lives in `<dataDir>/postgres`). */
@@ -25,6 +27,8 @@ export interface Config {
   /** Address and port every Envoy's gateway listener binds (translated into the Listener). */
   gatewayAddress: string;
   gatewayPort: number;
+  /** GATEWAY_* edge limits that were set; the rest keep translate/'s EDGE_DEFAULTS. */
+  gatewayEdge: GatewayEdgeSettings;
   /** First admin token to create at start when none exists (write role); undefined: none. */
   bootstrapToken: string | undefined;
   authzHost: string;
@@ -36,6 +40,28 @@ export interface Config {
   /** HMAC key for API-key hashes; undefined means keys cannot be created. */
   secret: string | undefined;
   logLevel: LogLevel;
+  /** Gateway access log (GATEWAY_ACCESS_LOG_PATH): stdout unless a file path is set; undefined when 'off'. */
+  gatewayAccessLog: { to: 'stdout' } | { to: 'file'; path: string } | undefined;
+  /** OTLP/gRPC collector for Envoy's spans (GATEWAY_OTLP_ADDRESS host:port); undefined: no export. */
+  otlpCollector: { host: string; port: number } | undefined;
+  /** Percent of requests without a client decision that are traced (GATEWAY_TRACE_SAMPLING_PERCENT). */
+  traceSamplingPercent: number | undefined;
+  /** METRICS_PUBLIC=true: /metrics needs no token even when the admin API is not on loopback. */
+  metricsPublic: boolean;
+}
+
+/** Overrides of the gateway listener's edge limits (same names as translate/'s EdgeOptions). */
+export interface GatewayEdgeSettings {
+  requestHeadersTimeoutMs?: number;
+  streamIdleTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  connectionIdleTimeoutMs?: number;
+  maxRequestHeadersKb?: number;
+  perConnectionBufferLimitBytes?: number;
+  http2MaxConcurrentStreams?: number;
+  http2InitialStreamWindowBytes?: number;
+  http2InitialConnectionWindowBytes?: number;
+  xffTrustedHops?: number;
 }
 
 /** Thrown by loadConfig; `message` has one line per bad variable. */
@@ -63,6 +89,16 @@ const host = z
   .string()
   .regex(/^[A-Za-z0-9.\-:]+$/, { error: 'expected a host name or IP address' });
 
+/** A whole number in [min, max]; the ranges are what Envoy accepts for the field. */
+const intIn = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,10}$/, { error: `expected an integer ${min}-${max}` })
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, { error: `expected an integer ${min}-${max}` });
+
+const HTTP2_WINDOW_MAX = 2_147_483_647;
+
 const url = (schemes: readonly string[], what: string) =>
   z.string().refine(
     (s) => {
@@ -85,6 +121,17 @@ const schema = z.object({
   XDS_PORT: optional(port).default(18000),
   GATEWAY_ADDRESS: optional(host).default('0.0.0.0'),
   GATEWAY_PORT: optional(port).default(10000),
+  // Edge limits (defaults in translate/options.ts EDGE_DEFAULTS; 0 ms disables a timeout).
+  GATEWAY_REQUEST_HEADERS_TIMEOUT_MS: optional(intIn(0, 3_600_000)),
+  GATEWAY_STREAM_IDLE_TIMEOUT_MS: optional(intIn(0, 86_400_000)),
+  GATEWAY_REQUEST_TIMEOUT_MS: optional(intIn(0, 86_400_000)),
+  GATEWAY_IDLE_TIMEOUT_MS: optional(intIn(0, 86_400_000)),
+  GATEWAY_MAX_REQUEST_HEADERS_KB: optional(intIn(1, 8192)),
+  GATEWAY_CONNECTION_BUFFER_BYTES: optional(intIn(1024, 16 * 1024 * 1024)),
+  GATEWAY_HTTP2_MAX_CONCURRENT_STREAMS: optional(intIn(1, HTTP2_WINDOW_MAX)),
+  GATEWAY_HTTP2_STREAM_WINDOW_BYTES: optional(intIn(65_535, HTTP2_WINDOW_MAX)),
+  GATEWAY_HTTP2_CONNECTION_WINDOW_BYTES: optional(intIn(65_535, HTTP2_WINDOW_MAX)),
+  GATEWAY_XFF_TRUSTED_HOPS: optional(intIn(0, 16)),
   SLUICE_BOOTSTRAP_TOKEN: optional(z.string().min(24, { error: 'expected at least 24 characters when set' })),
   AUTHZ_HOST: optional(host).default('127.0.0.1'),
   AUTHZ_PORT: optional(port).default(9191),
@@ -92,6 +139,18 @@ const schema = z.object({
   RATELIMIT_PORT: optional(port).default(8081),
   REDIS_URL: optional(url(['redis:', 'rediss:'], 'Redis')),
   SLUICE_SECRET: optional(z.string().min(32, { error: 'expected at least 32 characters when set' })),
+  // An absolute path, or 'off'; unset means stdout.
+  GATEWAY_ACCESS_LOG_PATH: optional(
+    z.string().refine((v) => v === 'off' || (path.isAbsolute(v) && !v.includes('\0')), { error: "expected an absolute file path or 'off'" }),
+  ),
+  GATEWAY_OTLP_ADDRESS: optional(
+    z.string().regex(/^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:.]+\]:\d{1,5}$/, { error: 'expected host:port' }).refine((v) => {
+      const p = Number(v.slice(v.lastIndexOf(':') + 1));
+      return p >= 1 && p <= 65535;
+    }, { error: 'expected host:port with a port 1-65535' }),
+  ),
+  GATEWAY_TRACE_SAMPLING_PERCENT: optional(intIn(0, 100)),
+  METRICS_PUBLIC: optional(z.enum(['true', 'false'], { error: "expected 'true' or 'false'" })).default('false'),
   LOG_LEVEL: optional(
     z.preprocess(
       (v) => (typeof v === 'string' ? v.toLowerCase() : v),
@@ -103,8 +162,9 @@ const schema = z.object({
 /** Parses settings from `env` (default process.env); throws ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => {
+  const transport = xdsTransportSchema.safeParse(env);
+  if (!parsed.success || !transport.success) {
+    const issues = [...(parsed.error?.issues ?? []), ...(transport.error?.issues ?? [])].map((issue) => {
       const variable = String(issue.path[0] ?? '(environment)');
       const raw = env[variable];
       const got =
@@ -128,6 +188,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     xdsPort: e.XDS_PORT,
     gatewayAddress: e.GATEWAY_ADDRESS,
     gatewayPort: e.GATEWAY_PORT,
+    gatewayEdge: {
+      requestHeadersTimeoutMs: e.GATEWAY_REQUEST_HEADERS_TIMEOUT_MS,
+      streamIdleTimeoutMs: e.GATEWAY_STREAM_IDLE_TIMEOUT_MS,
+      requestTimeoutMs: e.GATEWAY_REQUEST_TIMEOUT_MS,
+      connectionIdleTimeoutMs: e.GATEWAY_IDLE_TIMEOUT_MS,
+      maxRequestHeadersKb: e.GATEWAY_MAX_REQUEST_HEADERS_KB,
+      perConnectionBufferLimitBytes: e.GATEWAY_CONNECTION_BUFFER_BYTES,
+      http2MaxConcurrentStreams: e.GATEWAY_HTTP2_MAX_CONCURRENT_STREAMS,
+      http2InitialStreamWindowBytes: e.GATEWAY_HTTP2_STREAM_WINDOW_BYTES,
+      http2InitialConnectionWindowBytes: e.GATEWAY_HTTP2_CONNECTION_WINDOW_BYTES,
+      xffTrustedHops: e.GATEWAY_XFF_TRUSTED_HOPS,
+    },
     bootstrapToken: e.SLUICE_BOOTSTRAP_TOKEN,
     authzHost: e.AUTHZ_HOST,
     authzPort: e.AUTHZ_PORT,
@@ -136,7 +208,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     secret: e.SLUICE_SECRET,
     logLevel: e.LOG_LEVEL,
+    gatewayAccessLog: accessLogSetting(e.GATEWAY_ACCESS_LOG_PATH),
+    otlpCollector: hostPort(e.GATEWAY_OTLP_ADDRESS),
+    traceSamplingPercent: e.GATEWAY_TRACE_SAMPLING_PERCENT,
+    metricsPublic: e.METRICS_PUBLIC === 'true',
+    ...transport.data,
   };
+}
+
+function accessLogSetting(value: string | undefined): Config['gatewayAccessLog'] {
+  if (value === undefined) return { to: 'stdout' };
+  return value === 'off' ? undefined : { to: 'file', path: value };
+}
+
+/** host:port or [v6]:port, already checked by the schema. */
+function hostPort(value: string | undefined): { host: string; port: number } | undefined {
+  if (value === undefined) return undefined;
+  const cut = value.lastIndexOf(':');
+  return { host: value.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(value.slice(cut + 1)) };
 }
 
 /** loadConfig for entry points: on bad config, prints why to stderr and exits with code 2. */

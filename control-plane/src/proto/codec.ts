@@ -31,6 +31,9 @@ import type { Any } from './generated/google/protobuf/Any.ts';
 import type { HeaderMutation } from './generated/envoy/extensions/filters/http/header_mutation/v3/HeaderMutation.ts';
 import type { Route } from './generated/envoy/config/route/v3/Route.ts';
 import type { VirtualHost } from './generated/envoy/config/route/v3/VirtualHost.ts';
+import type { FileAccessLog } from './generated/envoy/extensions/access_loggers/file/v3/FileAccessLog.ts';
+import type { StdoutAccessLog } from './generated/envoy/extensions/access_loggers/stream/v3/StdoutAccessLog.ts';
+import type { OpenTelemetryConfig } from './generated/envoy/config/trace/v3/OpenTelemetryConfig.ts';
 
 export type {
   Listener, RouteConfiguration, Cluster, ClusterLoadAssignment,
@@ -38,7 +41,7 @@ export type {
   HttpConnectionManager, Router, Cors, CorsPolicy, ExtAuthz, ExtAuthzPerRoute, RateLimit,
   LocalRateLimit, JwtAuthentication, UpstreamTlsContext, HttpProtocolOptions,
   CheckRequest, CheckResponse, RateLimitRequest, RateLimitResponse, Any, HeaderMutation,
-  Route, VirtualHost,
+  Route, VirtualHost, FileAccessLog, StdoutAccessLog, OpenTelemetryConfig,
 };
 
 /** Message full name -> its TypeScript input type. The one list of what Sluice encodes. */
@@ -69,6 +72,9 @@ export interface EnvoyMessages {
   'envoy.extensions.filters.http.header_mutation.v3.HeaderMutation': HeaderMutation;
   'envoy.config.route.v3.Route': Route;
   'envoy.config.route.v3.VirtualHost': VirtualHost;
+  'envoy.extensions.access_loggers.file.v3.FileAccessLog': FileAccessLog;
+  'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog': StdoutAccessLog;
+  'envoy.config.trace.v3.OpenTelemetryConfig': OpenTelemetryConfig;
 }
 
 export type MessageName = keyof EnvoyMessages;

@@ -18,4 +18,7 @@ export const ENVOY_PROTO_FILES: readonly string[] = [
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/service/auth/v3/external_auth.proto',
   'envoy/service/ratelimit/v3/rls.proto',
+  'envoy/extensions/access_loggers/file/v3/file.proto',
+  'envoy/extensions/access_loggers/stream/v3/stream.proto',
+  'envoy/config/trace/v3/opentelemetry.proto',
 ];

@@ -7,14 +7,17 @@ import { type MessageName, encode, typeUrl } from '../proto/codec.ts';
 import type { Cluster } from '../proto/codec.ts';
 import { serviceCluster, upstreamCluster, upstreamLoadAssignment, usesEds } from './clusters.ts';
 import { type FilterContext, filterNeeds, httpFilters } from './filters.ts';
+import { accessLogs } from './access-log.ts';
 import { httpListener } from './listener.ts';
 import { routeConfigName } from './names.ts';
 import { type TranslateOptions, edgeOptions } from './options.ts';
 import { type TranslationCache, encodeRouteConfiguration } from './route-config.ts';
 import type { RouteContext } from './routes.ts';
+import { traceContext } from './tracing.ts';
 import { compareStrings, contentVersion, sortedBy } from './util.ts';
 
-export { type TranslateOptions, type ServiceEndpoint, type EdgeOptions, EDGE_DEFAULTS } from './options.ts';
+export { type TranslateOptions, type ServiceEndpoint, type EdgeOptions, type AccessLogOptions, type TracingOptions, EDGE_DEFAULTS } from './options.ts';
+export { ACCESS_LOG_FIELDS } from './access-log.ts';
 export { type TranslationCache, createTranslationCache } from './route-config.ts';
 
 /** One encoded Envoy resource (same shape as xds/'s XdsResource). */
@@ -51,6 +54,7 @@ export function translate(state: State, options: TranslateOptions, cache?: Trans
     options.listenerPort,
     httpFilters(state, needs, options),
     edgeOptions(options.edge),
+    { access_log: accessLogs(options.accessLog), ...traceContext(options.tracing) },
   );
   const routesName = routeConfigName(options.listenerPort);
   const routeConfig = encodeRouteConfiguration(routesName, state.routes, routeContext, cache);
@@ -70,12 +74,12 @@ export function translate(state: State, options: TranslateOptions, cache?: Trans
 }
 
 /**
- * Clusters for the authz and rate-limit services, emitted whenever configured so
+ * Clusters for the authz and rate-limit services and the OTLP collector, emitted whenever configured so
  * they are in place before any route needs them. One cluster when both name the
  * same cluster at the same address; a clash is a deployment error.
  */
 function serviceClusters(options: TranslateOptions): Cluster[] {
-  const services = [options.authz, options.ratelimit].filter((s) => s !== undefined);
+  const services = [options.authz, options.ratelimit, options.tracing?.otlpCollector].filter((s) => s !== undefined);
   const byName = new Map<string, { host: string; port: number }>();
   for (const service of services) {
     const seen = byName.get(service.clusterName);

@@ -6,7 +6,8 @@ import { HCM_FILTER, listenerName, routeConfigName } from './names.ts';
 import type { EdgeOptions } from './options.ts';
 import { adsConfigSource, bool, duration, socketAddress, typed, uint32 } from './util.ts';
 
-export function httpListener(address: string, port: number, httpFilters: HttpFilter[], edge: EdgeOptions): Listener {
+/** `observability`: access log and trace-context fields (access-log.ts, tracing.ts) merged into the HCM. */
+export function httpListener(address: string, port: number, httpFilters: HttpFilter[], edge: EdgeOptions, observability: HttpConnectionManager = {}): Listener {
   return {
     name: listenerName(port),
     address: socketAddress(address, port),
@@ -18,7 +19,7 @@ export function httpListener(address: string, port: number, httpFilters: HttpFil
             name: HCM_FILTER,
             typed_config: typed(
               'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-              connectionManager(port, httpFilters, edge),
+              connectionManager(port, httpFilters, edge, observability),
             ),
           },
         ],
@@ -27,7 +28,7 @@ export function httpListener(address: string, port: number, httpFilters: HttpFil
   };
 }
 
-function connectionManager(port: number, httpFilters: HttpFilter[], edge: EdgeOptions): HttpConnectionManager {
+function connectionManager(port: number, httpFilters: HttpFilter[], edge: EdgeOptions, observability: HttpConnectionManager): HttpConnectionManager {
   return {
     stat_prefix: listenerName(port),
     codec_type: 'AUTO',
@@ -36,6 +37,7 @@ function connectionManager(port: number, httpFilters: HttpFilter[], edge: EdgeOp
     ...clientAddress(edge),
     ...pathHandling(),
     ...limits(edge),
+    ...observability,
   };
 }
 

@@ -67,6 +67,20 @@ export interface TranslateOptions {
   systemCaFile?: string;
   /** Overrides of EDGE_DEFAULTS for the gateway listener. */
   edge?: Partial<EdgeOptions>;
+  /** Where the gateway listener writes its JSON access log (see access-log.ts); absent: no access log. */
+  accessLog?: AccessLogOptions;
+  /** Trace context and span export (see tracing.ts); trace context is on even when absent. */
+  tracing?: TracingOptions;
+}
+
+/** Stdout (a container's log) or an absolute file path on Envoy's host. */
+export type AccessLogOptions = { to: 'stdout' } | { to: 'file'; path: string };
+
+export interface TracingOptions {
+  /** OTLP/gRPC collector Envoy exports spans to; absent (the default): spans are not exported. */
+  otlpCollector?: ServiceEndpoint;
+  /** Share of requests without a client decision that are sampled, 0-100 (default 100). */
+  samplingPercent?: number;
 }
 
 /** EDGE_DEFAULTS with the given overrides (undefined values keep the default). */
