@@ -46,7 +46,7 @@ async function main(): Promise<void> {
   const cache = new SnapshotCache();
   const registry = new NodeRegistry();
   const telemetry = new ControlPlaneMetrics({ fleet: registry });
-  const ads = new AdsServer({ cache, registry, log, tls: config.xdsTls, limits: { maxReceiveBytes: config.xdsMaxReceiveBytes } });
+  const ads = new AdsServer({ cache, registry, log, observer: telemetry.xds, tls: config.xdsTls, limits: { maxReceiveBytes: config.xdsMaxReceiveBytes } });
   const xdsPort = await ads.listen(config.xdsHost, config.xdsPort);
   closers.push(() => ads.close());
   const xdsSecurity = !config.xdsTls ? 'plaintext' : config.xdsTls.clientCa ? 'mutual TLS' : 'TLS without client certificates';

@@ -8,7 +8,7 @@ import { DeltaStream } from './delta.ts';
 import { peerIdentity, DEFAULT_NODE_ID_PATTERN } from './peer-identity.ts';
 import type { NodeRegistry } from './registry.ts';
 import { SotwStream } from './sotw.ts';
-import { silentLogger, type AdsStream, type Logger, type StreamContext } from './stream.ts';
+import { silentLogger, type AdsStream, type Logger, type StreamContext, type XdsObserver } from './stream.ts';
 import { ADS_SERVICE, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse } from './wire.ts';
 
 export interface AdsTlsOptions {
@@ -46,6 +46,8 @@ export interface AdsServerOptions {
   /** Serve TLS (and require client certificates when `clientCa` is set); default plaintext. */
   tls?: AdsTlsOptions;
   limits?: Partial<AdsLimits>;
+  /** Told of every stream's pushes, ACKs and NACKs (telemetry's XdsMetrics fits). */
+  observer?: XdsObserver;
 }
 
 type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
@@ -65,7 +67,7 @@ export class AdsServer {
       'grpc.max_receive_message_length': limits.maxReceiveBytes,
       'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
     });
-    this.ctx = { cache: options.cache, registry: options.registry, log: options.log ?? silentLogger };
+    this.ctx = { cache: options.cache, registry: options.registry, log: options.log ?? silentLogger, observer: options.observer };
     this.server.addService(ADS_SERVICE, {
       StreamAggregatedResources: (call: grpc.ServerDuplexStream<SotwRequest, SotwResponse>) =>
         this.track(new SotwStream(this.contextFor(call), call), call),

@@ -32,6 +32,16 @@ export interface StreamContext {
   log: Logger;
   /** Set when xDS runs with client certificates (server.ts): the verified peer, and how to refuse it. */
   peer?: { admits(nodeId: string): boolean; refuse(nodeId: string): void };
+  /** Told of pushes, ACKs, NACKs and closes (metrics hang off this, not off the streams). */
+  observer?: XdsObserver;
+}
+
+/** go-control-plane's callbacks shape: what a stream reports as it goes. */
+export interface XdsObserver {
+  pushed(streamId: number, typeUrl: string): void;
+  acked(streamId: number, typeUrl: string): void;
+  nacked(streamId: number, typeUrl: string): void;
+  streamClosed(streamId: number): void;
 }
 
 let nextStreamId = 1;
@@ -158,9 +168,11 @@ export abstract class AdsStream {
         at: new Date().toISOString(),
       });
       this.ctx.cache.markRejected(this.id, result.inFlight.snapshot);
+      this.ctx.observer?.nacked(this.id, type);
       return true;
     }
     this.ctx.registry.recordAck(this.id, type, setVersion(result.inFlight.set));
+    this.ctx.observer?.acked(this.id, type);
     if (this.ctx.registry.counts(this.id)) this.ctx.cache.trust(this.id);
     return true;
   }
@@ -177,6 +189,7 @@ export abstract class AdsStream {
       state.answered = true;
       this.ctx.cache.remember(this.group, push.set);
       this.send(push, nonce);
+      this.ctx.observer?.pushed(this.id, push.type);
     }
     this.noteSynced(snapshot);
   }
@@ -202,6 +215,7 @@ export abstract class AdsStream {
     this.ctx.cache.off('updated', this.onCacheUpdate);
     this.ctx.cache.leave(this.id);
     this.ctx.registry.disconnect(this.id);
+    this.ctx.observer?.streamClosed(this.id);
   }
 }
 
