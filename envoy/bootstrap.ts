@@ -3,6 +3,7 @@
 // plane; the only static piece is the cluster that reaches the control plane.
 // Pure: returns a JSON object (valid YAML too) for `--config-yaml` or `-c x.json`.
 import { isIP } from 'node:net';
+import { ENVOY_RE2_PROGRAM_SIZE_LIMIT } from '../control-plane/src/model/re2.ts';
 
 export interface AdsBootstrapOptions {
   nodeId: string;
@@ -15,6 +16,20 @@ export interface AdsBootstrapOptions {
   delta?: boolean;
   /** Admin listen address; loopback by default so the admin API is never exposed. */
   adminHost?: string;
+  /** Global cap on downstream connections (overload manager); default DEFAULT_MAX_DOWNSTREAM_CONNECTIONS. */
+  maxDownstreamConnections?: number;
+  /** Mutual TLS to the control plane (files as Envoy sees them); plaintext when absent. */
+  tls?: AdsTlsFiles;
+}
+
+export interface AdsTlsFiles {
+  /** This node's client certificate chain and key (PEM). */
+  certFile: string;
+  keyFile: string;
+  /** CA bundle the control plane's certificate must chain to. */
+  caFile: string;
+  /** Name the control plane's certificate must carry (SNI and SAN check); default `adsHost`. */
+  serverName?: string;
 }
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -26,6 +41,70 @@ const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOp
 
 function socketAddress(address: string, port: number): JsonValue {
   return { socket_address: { address, port_value: port } };
+}
+
+const UPSTREAM_TLS = 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+
+/**
+ * The xds cluster's TLS: present this node's certificate, trust only `caFile`,
+ * and require the control plane's name in its certificate's SANs (an IP SAN
+ * when the name is an IP literal, which cannot go in SNI). ALPN h2: Node's
+ * HTTP/2 server closes TLS connections that do not negotiate it.
+ */
+function adsTransportSocket(tls: AdsTlsFiles, adsHost: string): JsonValue {
+  const name = tls.serverName ?? adsHost;
+  const ip = isIP(name) !== 0;
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': `type.googleapis.com/${UPSTREAM_TLS}`,
+      ...(ip ? {} : { sni: name }),
+      common_tls_context: {
+        alpn_protocols: ['h2'],
+        tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }],
+        validation_context: {
+          trusted_ca: { filename: tls.caFile },
+          match_typed_subject_alt_names: [{ san_type: ip ? 'IP_ADDRESS' : 'DNS', matcher: { exact: name } }],
+        },
+      },
+    },
+  };
+}
+
+/**
+ * Runtime values every Sluice Envoy starts with. re2.max_program_size: Envoy's
+ * default (100) refuses ordinary regexes with a little multi-byte text; the
+ * model (model/re2.ts) checks every regex against this same limit with a
+ * conservative upper bound of RE2's program size, so raising it here is what
+ * lets the model's promise hold ("admitted => accepted").
+ */
+function staticRuntime(): { [key: string]: JsonValue } {
+  return {
+    're2.max_program_size.error_level': ENVOY_RE2_PROGRAM_SIZE_LIMIT,
+    're2.max_program_size.warn_level': ENVOY_RE2_PROGRAM_SIZE_LIMIT,
+  };
+}
+
+/** Envoy's edge guidance (the Google VRP edge example) caps an edge Envoy at 50,000. */
+export const DEFAULT_MAX_DOWNSTREAM_CONNECTIONS = 50_000;
+
+const DOWNSTREAM_CONNECTIONS_CONFIG = 'envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig';
+
+/**
+ * A global limit on downstream connections across all listeners, so a flood of
+ * idle connections cannot exhaust file descriptors or memory; past it Envoy
+ * refuses new connections. (Without it Envoy warns at start that there is none.)
+ * A heap-based monitor is left to deployments: its limit depends on the container.
+ */
+function overloadManager(maxConnections: number): JsonValue {
+  return {
+    resource_monitors: [
+      {
+        name: 'envoy.resource_monitors.global_downstream_max_connections',
+        typed_config: { '@type': `type.googleapis.com/${DOWNSTREAM_CONNECTIONS_CONFIG}`, max_active_downstream_connections: maxConnections },
+      },
+    ],
+  };
 }
 
 export function adsBootstrap(opts: AdsBootstrapOptions): EnvoyBootstrap {
@@ -59,6 +138,7 @@ export function adsBootstrap(opts: AdsBootstrapOptions): EnvoyBootstrap {
           // STATIC needs an IP literal; a hostname (e.g. a Kubernetes Service) needs DNS.
           type: isIP(opts.adsHost) ? 'STATIC' : 'STRICT_DNS',
           connect_timeout: '1s',
+          ...(opts.tls ? { transport_socket: adsTransportSocket(opts.tls, opts.adsHost) } : {}),
           load_assignment: {
             cluster_name: XDS_CLUSTER,
             endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(opts.adsHost, opts.adsPort) } }] }],
@@ -79,5 +159,7 @@ export function adsBootstrap(opts: AdsBootstrapOptions): EnvoyBootstrap {
       ],
     },
     admin: { address: socketAddress(opts.adminHost ?? '127.0.0.1', opts.adminPort) },
+    overload_manager: overloadManager(opts.maxDownstreamConnections ?? DEFAULT_MAX_DOWNSTREAM_CONNECTIONS),
+    layered_runtime: { layers: [{ name: 'static', static_layer: staticRuntime() }] },
   };
 }

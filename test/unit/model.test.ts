@@ -106,7 +106,7 @@ const INVALID: Case[] = [
   ['route', 'regex with lookbehind', { match: { path: { prefix: undefined, regex: '(?<!admin)/users' } } }, ['match', 'path', 'regex']],
   ['route', 'header regex with a backreference', { match: { headers: [{ name: 'x-a', regex: '(a)\\1' }] } }, ['match', 'headers', 0, 'regex']],
   ['route', 'query regex with a syntax error', { match: { query: [{ name: 'q', regex: '(' }] } }, ['match', 'query', 0, 'regex']],
-  ['route', 'regex too large for RE2', { match: { path: { prefix: undefined, regex: '/[a-z0-9]{1,64}' } } }, ['match', 'path', 'regex']],
+  ['route', 'regex too large for RE2', { match: { path: { prefix: undefined, regex: '/[a-z0-9]{1,300}' } } }, ['match', 'path', 'regex']],
   ['route', 'uppercase header name', { match: { headers: [{ name: 'X-Tenant', exact: 'a' }] } }, ['match', 'headers', 0, 'name']],
   ['route', 'header name with a space', { match: { headers: [{ name: 'x tenant', exact: 'a' }] } }, ['match', 'headers', 0, 'name']],
   ['route', 'header matcher with two kinds', { match: { headers: [{ name: 'x-a', exact: 'a', prefix: 'b' }] } }, ['match', 'headers', 0, 'prefix']],
@@ -239,31 +239,35 @@ describe('model: valid objects', () => {
 
 describe('model: RE2 check', () => {
   const accepted = ['/users/[0-9]+', '^/api/v[0-9]+/users/[a-z0-9-]+$', '(?i)/foo', '(?P<id>[^/]+)', 'a*?', '[*+]+', 'x}+', '[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}', '\\Qa.b\\E', '\\A/x\\z'];
+  // Messages are RE2's own (re2js decides syntax; see model/re2.ts).
   const rejected: Array<[string, RegExp]> = [
-    ['a(?=b)', /lookahead/],
-    ['a(?!b)', /lookahead/],
-    ['(?<=a)b', /lookbehind/],
-    ['(?<!a)b', /lookbehind/],
-    ['(a)\\1', /backreference/],
-    ['(?<n>a)\\k<n>', /backreference/],
-    ['(?>a)', /atomic/],
-    ['a++', /possessive/],
-    ['a{1,3}+', /possessive/],
-    ['a{1001}', /limit of 1000/],
-    ['(?(1)a|b)', /conditional/],
+    ['a(?=b)', /unsupported Perl syntax: `\(\?=`/],
+    ['a(?!b)', /unsupported Perl syntax: `\(\?!`/],
+    ['(?<=a)b', /invalid named capture/],
+    ['(?<!a)b', /invalid named capture/],
+    ['(a)\\1', /invalid escape sequence: `\\1`/],
+    ['(?<n>a)\\k<n>', /invalid escape sequence: `\\k`/],
+    ['(?>a)', /unsupported Perl syntax/],
+    ['a++', /invalid nested repetition operator/],
+    ['a{1,3}+', /invalid nested repetition operator/],
+    ['a{1001}', /invalid repeat count/],
+    ['(?(1)a|b)', /unsupported Perl syntax/],
     ['(', /invalid regex/],
     ['[a-z', /invalid regex/],
     ['', /empty/],
-    ['\\pL+', /too complex/],
+    ['\\pL+', /Unicode classes/],
+    ['[a-z]{1,300}', /too complex/],
   ];
   for (const pattern of accepted) it(`accepts ${pattern}`, () => assert.equal(re2Problem(pattern), undefined));
   for (const [pattern, reason] of rejected) it(`rejects ${JSON.stringify(pattern)}`, () => assert.match(re2Problem(pattern) ?? '', reason));
 
-  it('estimates program size close to RE2 for typical patterns', () => {
+  it('estimates program size as an upper bound of RE2 for typical patterns', () => {
     // Sizes reported by Envoy 1.38 (re2.max_program_size.error_level exceeded).
-    assert.equal(estimateProgramSize('[a-z0-9]{1,36}'), 111);
-    assert.equal(estimateProgramSize('/users/[0-9]+'), 13);
-    assert.equal(estimateProgramSize('/items/[^/]+/detail/[^/]+/sub/[^/]+/more'), 56);
+    const real: Array<[string, number]> = [['[a-z0-9]{1,36}', 111], ['/users/[0-9]+', 13], ['/items/[^/]+/detail/[^/]+/sub/[^/]+/more', 56]];
+    for (const [pattern, size] of real) {
+      const estimate = estimateProgramSize(pattern);
+      assert.ok(estimate >= size && estimate <= 2 * size, `${pattern}: estimate ${estimate}, Envoy ${size}`);
+    }
   });
 });
 

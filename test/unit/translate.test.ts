@@ -409,14 +409,48 @@ describe('translate: listener and filter chain', () => {
     );
   });
 
-  it('strips client-sent identity headers (and JWT claim headers) before ext_authz', () => {
+  it('strips client-sent identity headers (every x-sluice-*, and JWT claim headers) before ext_authz', () => {
     const first = hcm(translate(stateOf(bigConfig()), OPTIONS)).http_filters[0]!;
     const mutation = unpackAny(first.typed_config!) as unknown as HeaderMutation__Output;
-    const removed = mutation.mutations!.request_mutations.map((m) => m.remove);
-    for (const header of ['x-user-id', 'x-consumer-id', 'x-sluice-consumer', 'x-sluice-scopes', 'x-org-id']) {
-      assert.ok(removed.includes(header), `strips ${header}`);
-    }
+    const [family, ...named] = mutation.mutations!.request_mutations;
+    // The whole x-sluice- family by prefix, whatever the name.
+    assert.deepEqual(family?.remove_on_match?.key_matcher, { prefix: 'x-sluice-', ignore_case: true });
+    const removed = named.map((m) => m.remove);
+    for (const header of ['x-user-id', 'x-consumer-id', 'x-org-id']) assert.ok(removed.includes(header), `strips ${header}`);
+    assert.ok(!removed.some((h) => h?.startsWith('x-sluice-')), 'x-sluice-* names are left to the prefix rule');
     assert.deepEqual(removed, [...removed].sort());
+  });
+
+  it('applies the edge defaults to the listener (Envoy edge guidance)', () => {
+    const res = translate(stateOf({}), { listenerPort: 8080 });
+    const listener = decode('envoy.config.listener.v3.Listener', only(res.listeners).value) as unknown as Listener__Output;
+    assert.equal(listener.per_connection_buffer_limit_bytes?.value, 32_768);
+    const manager = hcm(res);
+    assert.equal(manager.normalize_path?.value, true);
+    assert.equal(manager.merge_slashes, true);
+    assert.equal(manager.path_with_escaped_slashes_action, 'REJECT_REQUEST');
+    assert.equal(manager.common_http_protocol_options?.headers_with_underscores_action, 'REJECT_REQUEST');
+    assert.deepEqual(manager.common_http_protocol_options?.idle_timeout, { seconds: '3600' });
+    assert.deepEqual(manager.request_headers_timeout, { seconds: '10' });
+    assert.deepEqual(manager.stream_idle_timeout, { seconds: '300' });
+    assert.deepEqual(manager.request_timeout, { seconds: '300' });
+    assert.equal(manager.max_request_headers_kb?.value, 60);
+    assert.equal(manager.http2_protocol_options?.max_concurrent_streams?.value, 100);
+    assert.equal(manager.http2_protocol_options?.initial_stream_window_size?.value, 65_536);
+    assert.equal(manager.http2_protocol_options?.initial_connection_window_size?.value, 1_048_576);
+    assert.equal(manager.use_remote_address?.value, true);
+    assert.equal(manager.xff_num_trusted_hops ?? 0, 0);
+    // Nothing is internal: the only range is one no TCP peer can have.
+    assert.deepEqual(manager.internal_address_config?.cidr_ranges?.map((r) => r.address_prefix), ['255.255.255.255']);
+  });
+
+  it('takes edge overrides and keeps the defaults for the rest', () => {
+    const res = translate(stateOf({}), { listenerPort: 8080, edge: { requestHeadersTimeoutMs: 1_500, maxRequestHeadersKb: 8, xffTrustedHops: 2 } });
+    const manager = hcm(res);
+    assert.deepEqual(manager.request_headers_timeout, { seconds: '1', nanos: 500_000_000 });
+    assert.equal(manager.max_request_headers_kb?.value, 8);
+    assert.equal(manager.xff_num_trusted_hops, 2);
+    assert.deepEqual(manager.stream_idle_timeout, { seconds: '300' });
   });
 
   it('configures ext_authz as a V3 gRPC service on the authz cluster, failing closed, off by default', () => {
@@ -814,7 +848,7 @@ describe('translate: clusters and endpoints', () => {
     assert.equal(cluster(res, 'upstream_shadow').lb_policy, 'RANDOM');
   });
 
-  it('sets up upstream TLS: SNI, inline CA with a SAN check, or system roots', () => {
+  it('sets up upstream TLS: SNI, inline CA with a SAN check, or the system CA bundle with the endpoint name', () => {
     const v2 = cluster(res, 'upstream_users-v2');
     assert.equal(v2.transport_socket?.name, 'envoy.transport_sockets.tls');
     const tls = unpackAny(v2.transport_socket!.typed_config!) as unknown as UpstreamTlsContext__Output;
@@ -823,7 +857,9 @@ describe('translate: clusters and endpoints', () => {
     assert.equal(tls.common_tls_context?.validation_context?.trusted_ca?.inline_string, TEST_CA);
     assert.deepEqual(tls.common_tls_context?.validation_context?.match_typed_subject_alt_names, [{ san_type: 'DNS', matcher: { exact: 'users.internal' } }]);
     const orders = unpackAny(cluster(res, 'upstream_orders').transport_socket!.typed_config!) as unknown as UpstreamTlsContext__Output;
-    assert.deepEqual(orders.common_tls_context?.validation_context?.system_root_certs, {});
+    // "System roots" is the system CA bundle file (system_root_certs verifies nothing on Linux), and the name is checked: here the endpoint's IP.
+    assert.equal(orders.common_tls_context?.validation_context?.trusted_ca?.filename, '/etc/ssl/certs/ca-certificates.crt');
+    assert.deepEqual(orders.common_tls_context?.validation_context?.match_typed_subject_alt_names, [{ san_type: 'IP_ADDRESS', matcher: { exact: '::1' } }]);
     assert.equal(cluster(res, 'upstream_users').transport_socket, undefined);
   });
 

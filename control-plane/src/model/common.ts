@@ -1,7 +1,19 @@
 // Building blocks shared by the object schemas: names, header names, host
-// patterns, regexes, and the "exactly one of these keys" rule.
+// patterns, regexes, byte limits, the text rule, and the "exactly one of these
+// keys" rule.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { captureGroupCount, re2Problem } from './re2.ts';
+
+/** UTF-8 length: Envoy (protobuf validation, header limits) counts bytes, not characters. */
+export function byteLength(value: string): number {
+  return Buffer.byteLength(value, 'utf8');
+}
+
+/** A string of at most `max` UTF-8 bytes. */
+export function boundedText(max: number) {
+  return z.string().refine((value) => byteLength(value) <= max, { message: `must be at most ${max} bytes (UTF-8)` });
+}
 
 /** A name is an object's identity across the system (store keys, Envoy names, CLI). */
 export const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
@@ -21,11 +33,49 @@ export const HeaderNameSchema = z
   .max(256)
   .regex(HEADER_NAME_PATTERN, 'must be a lowercase HTTP header name (token characters only)');
 
-/** Headers a route may not add, set or remove: Envoy refuses to touch them. */
-const PROTECTED_HEADERS = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'te', 'upgrade', 'keep-alive', 'proxy-connection']);
+// Header names come in three strengths, by what Sluice does with them:
+//  - read (header matchers, CORS lists, hash and rate-limit keys): any lowercase
+//    token. Pseudo-headers (:authority, :path, :method) cannot be written as
+//    tokens on purpose: hosts, match.path and match.methods cover them.
+//  - written on one route (request/response header add and remove): not the
+//    headers that frame or route the message, which Envoy owns (host and the
+//    hop-by-hop set; Envoy itself refuses host and pseudo-headers).
+//  - claim targets (a JWT provider's claims_to_headers): the authz service sets
+//    them on every authenticated request, and the gateway strips client copies
+//    of them on every route, so on top of the above they may not be anything a
+//    client or Envoy legitimately sends: credentials (authorization, cookie),
+//    forwarding headers Envoy manages (x-forwarded-*, x-request-id, x-envoy-*),
+//    content framing (content-type, content-encoding, expect), nor the gateway's
+//    own identity headers x-sluice-* (contract.ts). x-user-id and x-consumer-id
+//    are identity headers meant to be filled from claims, so they are allowed.
 
-export const MutableHeaderNameSchema = HeaderNameSchema.refine((name) => !PROTECTED_HEADERS.has(name), {
+/** Headers that frame or route an HTTP message: Envoy owns them on every hop. */
+const PROXY_MANAGED_HEADERS = new Set([
+  'host', 'connection', 'content-length', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'keep-alive', 'proxy-connection',
+]);
+
+/** Headers a client or Envoy legitimately sends that the gateway must never strip gateway-wide. */
+const CLIENT_OR_ENVOY_HEADERS = new Set([
+  'authorization', 'proxy-authorization', 'cookie', 'expect', 'content-type', 'content-encoding',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix',
+  'forwarded', 'via', 'x-request-id', 'x-real-ip',
+]);
+
+export function isProxyManagedHeader(name: string): boolean {
+  return PROXY_MANAGED_HEADERS.has(name);
+}
+
+/** True for headers that may not be claim targets (see above). */
+export function isReservedClaimHeader(name: string): boolean {
+  return PROXY_MANAGED_HEADERS.has(name) || CLIENT_OR_ENVOY_HEADERS.has(name) || name.startsWith('x-envoy-') || name.startsWith('x-sluice-');
+}
+
+export const MutableHeaderNameSchema = HeaderNameSchema.refine((name) => !isProxyManagedHeader(name), {
   message: 'this header is managed by the proxy and cannot be modified',
+});
+
+export const ClaimHeaderNameSchema = HeaderNameSchema.refine((name) => !isReservedClaimHeader(name), {
+  message: 'this header cannot carry a claim: the proxy, the client or the gateway itself owns it (see model/common.ts)',
 });
 
 /** Cookie names: RFC 6265 tokens. */
@@ -35,11 +85,8 @@ export const CookieNameSchema = z
   .max(256)
   .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a cookie name (token characters only)');
 
-/** Header values: printable, no CR/LF/NUL (they would split or truncate the header). */
-export const HeaderValueSchema = z
-  .string()
-  .max(8192)
-  .regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL');
+/** Header values: no CR/LF/NUL (they would split or truncate the header); 8 KiB (Envoy's hard cap is 16 KiB). */
+export const HeaderValueSchema = boundedText(8192).regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL');
 
 const DNS_LABEL = '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?';
 const DNS_NAME = new RegExp(`^(?=.{1,253}$)${DNS_LABEL}(\\.${DNS_LABEL})*$`);
@@ -60,32 +107,45 @@ export const HostPatternSchema = z.string().refine(
   { message: "must be '*', a lowercase DNS name, or '*.' followed by a DNS name" },
 );
 
+/**
+ * A name whose last label is a number (`1.2.3`, `999.1.1.1`, `0x7f.1.1.1`) is no
+ * DNS name: resolvers and URL parsers read it as an IPv4 address, and Envoy refuses
+ * it as a malformed one. (No top-level domain is numeric.)
+ */
+function looksLikeIpv4(value: string): boolean {
+  const last = value.slice(value.lastIndexOf('.') + 1);
+  return /^(\d+|0x[0-9a-f]*)$/i.test(last);
+}
+
+/** Why `value` is not an endpoint host, or undefined. */
+export function endpointHostProblem(value: string): string | undefined {
+  // node's isIP is exact (no leading zeros, each IPv4 part <= 255); a zone (%eth0) is not an address Envoy takes.
+  if (isIP(value) !== 0) return value.includes('%') ? 'an IPv6 zone (%...) is not supported' : undefined;
+  if (looksLikeIpv4(value)) return 'looks like an IPv4 address but is not a valid one (four numbers 0-255, no leading zeros)';
+  if (!isDnsName(value.toLowerCase())) return 'must be a hostname, an IPv4 or an IPv6 address';
+  return undefined;
+}
+
 /** An endpoint address: DNS name (any case), IPv4 or IPv6 literal. */
 export const EndpointHostSchema = z
   .string()
   .min(1)
   .max(253)
-  .refine(
-    (value) => isDnsName(value.toLowerCase()) || z.ipv4().safeParse(value).success || z.ipv6().safeParse(value).success,
-    { message: 'must be a hostname, an IPv4 or an IPv6 address' },
-  );
-
-export const PortSchema = z.int().min(1).max(65535);
-
-/** A regex that Envoy's RE2 will compile (see re2.ts for what is checked). */
-export const RegexSchema = z
-  .string()
-  .max(1024)
-  .superRefine((pattern, ctx) => {
-    const problem = re2Problem(pattern);
+  .superRefine((value, ctx) => {
+    const problem = endpointHostProblem(value);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
 
+export const PortSchema = z.int().min(1).max(65535);
+
+/** A regex that Envoy's RE2 will compile within its program-size limit (see re2.ts). */
+export const RegexSchema = boundedText(1024).superRefine((pattern, ctx) => {
+  const problem = re2Problem(pattern);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
 /** A URL path as Envoy matches it: starts with '/', no query, fragment or whitespace. */
-export const PathSchema = z
-  .string()
-  .min(1)
-  .max(1024)
+export const PathSchema = boundedText(1024)
   .regex(/^\/[^\s?#]*$/, "must start with '/' and contain no whitespace, '?' or '#'");
 
 /** Milliseconds, as whole numbers. */
@@ -131,6 +191,49 @@ export function substitutionProblem(pattern: string, substitution: string): stri
     if (index > groups) return `substitution refers to group \\${index} but the pattern has ${groups} group(s)`;
   }
   return undefined;
+}
+
+// ---- the text rule ---------------------------------------------------------------
+//
+// No string anywhere in the model may hold NUL or a lone surrogate (UTF-16 that has
+// no UTF-8 form): Postgres refuses both in JSON, protobuf would carry a U+FFFD or a
+// truncated string to Envoy, and RE2 and header codecs treat NUL specially. The
+// rule is applied once per object kind (and once over a whole config) by walking
+// the parsed value, so no field, present or future, can be forgotten.
+
+const UNSAFE_TEXT = /\0|\p{Cs}/u;
+
+/** Why `text` is not acceptable anywhere in the model, or undefined. */
+export function textProblem(text: string): string | undefined {
+  if (!UNSAFE_TEXT.test(text)) return undefined;
+  return text.includes('\0') ? 'must not contain NUL (\\u0000)' : 'must be valid Unicode (it contains a lone surrogate)';
+}
+
+/** Issues for every string value or object key in `value` that breaks the text rule (iterative: no depth limit). */
+export function unsafeTextIssues(value: unknown, base: readonly (string | number)[] = []): Issue[] {
+  const issues: Issue[] = [];
+  const stack: Array<{ value: unknown; path: (string | number)[] }> = [{ value, path: [...base] }];
+  while (stack.length > 0) {
+    const { value: current, path } = stack.pop()!;
+    if (typeof current === 'string') {
+      const problem = textProblem(current);
+      if (problem) issues.push({ path, message: problem });
+    } else if (Array.isArray(current)) {
+      current.forEach((item, index) => stack.push({ value: item, path: [...path, index] }));
+    } else if (typeof current === 'object' && current !== null) {
+      for (const [key, item] of Object.entries(current)) {
+        const keyProblem = textProblem(key);
+        if (keyProblem) issues.push({ path, message: `a key ${keyProblem}` });
+        else stack.push({ value: item, path: [...path, key] });
+      }
+    }
+  }
+  return issues.reverse();
+}
+
+/** The text rule as a zod refinement, for an object kind's schema. */
+export function safeText(value: unknown, ctx: z.RefinementCtx): void {
+  for (const issue of unsafeTextIssues(value)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
 }
 
 /** A field-level problem, with the path of the offending field. */

@@ -1,7 +1,7 @@
 // Consumer: who calls the API. Credential: how a consumer proves it (an API key,
 // generated and stored hashed by the server, or a JWT subject from a provider).
 import { z } from 'zod';
-import { NameSchema } from './common.ts';
+import { NameSchema, boundedText, safeText } from './common.ts';
 
 export const TagSchema = z
   .string()
@@ -18,11 +18,12 @@ export const ConsumerSchema = z
       .refine((tags) => new Set(tags).size === tags.length, { message: 'tags must be unique' })
       .default([]),
     metadata: z
-      .record(z.string().min(1).max(64), z.string().max(1024))
+      .record(boundedText(64).min(1), boundedText(1024))
       .refine((record) => Object.keys(record).length <= 64, { message: 'at most 64 metadata entries' })
       .default({}),
   })
-  .strict();
+  .strict()
+  .superRefine(safeText);
 
 export const CredentialSchema = z
   .object({
@@ -33,11 +34,12 @@ export const CredentialSchema = z
     expires_at: z.iso.datetime({ offset: true }).optional(),
     /** For kind jwt_subject: the provider and the `sub` claim that identify the consumer. */
     jwt: z
-      .object({ provider: NameSchema, subject: z.string().min(1).max(512) })
+      .object({ provider: NameSchema, subject: boundedText(512).min(1) })
       .strict()
       .optional(),
   })
   .strict()
+  .superRefine(safeText)
   .superRefine((credential, ctx) => {
     if (credential.kind === 'jwt_subject' && !credential.jwt) {
       ctx.addIssue({ code: 'custom', path: ['jwt'], message: 'kind jwt_subject needs jwt {provider, subject}' });

@@ -1,6 +1,6 @@
 // RateLimitPolicy: how many requests per period, counted per which key.
 import { z } from 'zod';
-import { HeaderNameSchema, NameSchema } from './common.ts';
+import { HeaderNameSchema, NameSchema, safeText } from './common.ts';
 
 /** One dimension of a rate-limit key. */
 export const RateLimitKeyPartSchema = z.union([
@@ -44,7 +44,8 @@ export const RateLimitPolicySchema = z
     burst: z.int().min(0).max(1_000_000_000).optional(),
     algorithm: z.enum(['sliding_window', 'fixed_window']).default('sliding_window'),
   })
-  .strict();
+  .strict()
+  .superRefine(safeText);
 
 export type RateLimitPolicy = z.infer<typeof RateLimitPolicySchema>;
 export type RateLimitPolicyInput = z.input<typeof RateLimitPolicySchema>;

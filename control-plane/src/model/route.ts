@@ -11,12 +11,15 @@ import {
   NameSchema,
   PathSchema,
   RegexSchema,
+  boundedText,
   millis,
   oneOf,
+  safeText,
   substitutionProblem,
   uniqueBy,
 } from './common.ts';
 import { isIdentityHeader } from './contract.ts';
+import { re2Literal, re2Problem } from './re2.ts';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
@@ -48,9 +51,16 @@ export const PathMatchSchema = z
     exact: PathSchema.optional(),
     /** RE2, matched against the whole path (without the query string). */
     regex: RegexSchema.optional(),
+    /** Match prefix or exact without regard to ASCII case (absent: false). Regexes use (?i). */
+    ignore_case: z.boolean().optional(),
   })
   .strict()
-  .superRefine(oneOf(['prefix', 'exact', 'regex']));
+  .superRefine(oneOf(['prefix', 'exact', 'regex']))
+  .superRefine((path, ctx) => {
+    if (path.ignore_case !== undefined && path.regex !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['ignore_case'], message: 'ignore_case applies to prefix and exact; write (?i) in the regex instead' });
+    }
+  });
 
 export const HeaderMatchSchema = z
   .object({
@@ -66,8 +76,8 @@ export const HeaderMatchSchema = z
 
 export const QueryMatchSchema = z
   .object({
-    name: z.string().min(1).max(256).regex(/^[^\s&=#]+$/, 'must be a query parameter name'),
-    exact: z.string().max(1024).optional(),
+    name: boundedText(256).min(1).regex(/^[^\s&=#]+$/, 'must be a query parameter name'),
+    exact: boundedText(1024).optional(),
     regex: RegexSchema.optional(),
     present: z.literal(true).optional(),
   })
@@ -114,6 +124,16 @@ const CookieMatchSchema = z
   })
   .strict();
 
+/**
+ * The regex that matches a canary cookie in the Cookie header (Envoy has no
+ * cookie matcher; safe regexes match the whole value, so the pair may sit
+ * anywhere in the `a=1; b=2` list). translate/ emits exactly this, and the model
+ * checks it like any user regex, so a long cookie cannot make Envoy NACK.
+ */
+export function cookieCanaryRegex(name: string, value: string): string {
+  return `(.*;\\s*)?${re2Literal(name)}=${re2Literal(value)}(\\s*;.*)?`;
+}
+
 export const CanarySchema = z
   .object({
     primary: NameSchema,
@@ -128,6 +148,10 @@ export const CanarySchema = z
   .strict()
   .superRefine((canary, ctx) => {
     if (canary.primary === canary.canary) ctx.addIssue({ code: 'custom', path: ['canary'], message: 'canary must differ from primary' });
+    if (canary.cookie) {
+      const problem = re2Problem(cookieCanaryRegex(canary.cookie.name, canary.cookie.value));
+      if (problem) ctx.addIssue({ code: 'custom', path: ['cookie', 'value'], message: `cookie name and value are too long for the matcher Envoy needs: ${problem}` });
+    }
   });
 
 export const DirectResponseSchema = z
@@ -148,7 +172,7 @@ export const RedirectSchema = z
     scheme: z.enum(['http', 'https']).optional(),
     host: HostnameSchema.optional(),
     /** Replaces the whole path (and query, when it has one). */
-    path: z.string().min(1).max(1024).regex(/^\/[^\s#]*$/, "must start with '/' and contain no whitespace or '#'").optional(),
+    path: boundedText(1024).min(1).regex(/^\/[^\s#]*$/, "must start with '/' and contain no whitespace or '#'").optional(),
     status: z.literal(REDIRECT_STATUSES).default(302),
   })
   .strict()
@@ -177,7 +201,7 @@ export const MirrorSchema = z
   .strict();
 
 const RegexRewriteSchema = z
-  .object({ pattern: RegexSchema, substitution: z.string().max(1024) })
+  .object({ pattern: RegexSchema, substitution: boundedText(1024) })
   .strict()
   .superRefine((rewrite, ctx) => {
     const problem = substitutionProblem(rewrite.pattern, rewrite.substitution);
@@ -187,7 +211,7 @@ const RegexRewriteSchema = z
 export const RewriteSchema = z
   .object({
     /** Replaces the matched prefix (or the whole exact path). */
-    prefix: z.string().min(1).max(1024).regex(/^\/[^\s?#]*$/, "must start with '/' and contain no whitespace, '?' or '#'").optional(),
+    prefix: boundedText(1024).min(1).regex(/^\/[^\s?#]*$/, "must start with '/' and contain no whitespace, '?' or '#'").optional(),
     regex: RegexRewriteSchema.optional(),
     /** Host header sent upstream. */
     host: z
@@ -278,10 +302,7 @@ export const AuthSchema = z
 
 /** An allowed CORS origin: an exact origin (or '*') as a string, or {regex}. */
 export const CorsOriginSchema = z.union([
-  z
-    .string()
-    .max(1024)
-    .regex(/^(\*|[a-z][a-z0-9+.-]*:\/\/[^\s/?#]+)$/, "must be '*' or an origin like https://example.com"),
+  boundedText(1024).regex(/^(\*|[a-z][a-z0-9+.-]*:\/\/[^\s/?#]+)$/, "must be '*' or an origin like https://example.com"),
   z.object({ regex: RegexSchema }).strict(),
 ]);
 
@@ -330,7 +351,8 @@ const RouteBaseSchema = z
   })
   .strict();
 
-export const RouteSchema = RouteBaseSchema.superRefine(forwardingOnlyFields)
+export const RouteSchema = RouteBaseSchema.superRefine(safeText)
+  .superRefine(forwardingOnlyFields)
   .superRefine((route, ctx) => {
     if (route.rewrite?.prefix !== undefined && route.match.path.regex !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['rewrite', 'prefix'], message: 'a prefix rewrite needs a prefix or exact path match; use rewrite.regex with a regex match' });

@@ -1,27 +1,44 @@
 // State: the whole desired configuration at one revision. Object schemas check each
 // object alone; validateState checks the rules that span objects (references,
 // uniqueness, ambiguity).
+//
+// The invariant this folder keeps (DESIGN.md, "Behaviour users can count on"): a
+// change that Envoy would reject never reaches the fleet. model/ is the gate,
+// translate/ never emits what model/ did not check. So every value translate/
+// writes into Envoy config, including what it derives (the canary cookie regex,
+// the methods alternation), is checked here with Envoy's own rules: RE2 syntax and
+// program size (re2.ts), byte limits, IP literals, header names, and the text rule
+// (no NUL or lone surrogate in any string) over every object. The property-based
+// tests with the pinned Envoy as the judge (test/e2e/model-gate-envoy.test.ts)
+// keep it so.
 import { z } from 'zod';
-import { type Issue, issuesFromZod } from './common.ts';
+import { type Issue, issuesFromZod, safeText } from './common.ts';
 import { ConsumerSchema, CredentialSchema } from './consumer.ts';
 import { JwtProviderSchema } from './jwt-provider.ts';
 import { RateLimitPolicySchema } from './rate-limit-policy.ts';
 import { type HeaderMatch, type QueryMatch, type Route, RouteSchema } from './route.ts';
 import { UpstreamSchema } from './upstream.ts';
 
-/** The whole configuration minus the revision: the body of PUT /v1/config. */
-export const DeclarativeConfigSchema = z
-  .object({
-    upstreams: z.array(UpstreamSchema).default([]),
-    routes: z.array(RouteSchema).default([]),
-    consumers: z.array(ConsumerSchema).default([]),
-    credentials: z.array(CredentialSchema).default([]),
-    jwt_providers: z.array(JwtProviderSchema).default([]),
-    rate_limit_policies: z.array(RateLimitPolicySchema).default([]),
-  })
-  .strict();
+const CONFIG_SHAPE = {
+  upstreams: z.array(UpstreamSchema).default([]),
+  routes: z.array(RouteSchema).default([]),
+  consumers: z.array(ConsumerSchema).default([]),
+  credentials: z.array(CredentialSchema).default([]),
+  jwt_providers: z.array(JwtProviderSchema).default([]),
+  rate_limit_policies: z.array(RateLimitPolicySchema).default([]),
+};
 
-export const StateSchema = DeclarativeConfigSchema.extend({ revision: z.int().min(0) }).strict();
+/**
+ * The whole configuration minus the revision: the body of PUT /v1/config. The text
+ * rule runs over the whole config too, so kinds whose schema lacks it (upstreams)
+ * are covered wherever a config is validated (the store validates every write).
+ */
+export const DeclarativeConfigSchema = z.object(CONFIG_SHAPE).strict().superRefine(safeText);
+
+export const StateSchema = z
+  .object({ ...CONFIG_SHAPE, revision: z.int().min(0) })
+  .strict()
+  .superRefine(safeText);
 
 export type DeclarativeConfig = z.infer<typeof DeclarativeConfigSchema>;
 export type DeclarativeConfigInput = z.input<typeof DeclarativeConfigSchema>;
@@ -136,7 +153,7 @@ export function matcherKey(route: Route): string {
   return JSON.stringify([
     route.priority,
     [...route.hosts].sort(),
-    [path.exact ?? null, path.prefix ?? null, path.regex ?? null],
+    [path.exact ?? null, path.prefix ?? null, path.regex ?? null, path.ignore_case ?? false],
     [...(methods ?? [])].sort(),
     (headers ?? []).map(headerMatchKey).sort(),
     (query ?? []).map(queryMatchKey).sort(),

@@ -5,9 +5,11 @@
 //   2. path kind: exact, then regex, then prefix;
 //   3. path length, longer first (for exact and prefix; longer = more specific;
 //      regexes keep their relative order by the next rules);
-//   4. number of conditions (methods + header + query matchers), more first, so a
+//   4. case: a case-sensitive path before the same path with ignore_case (the
+//      sensitive one is narrower);
+//   5. number of conditions (methods + header + query matchers), more first, so a
 //      narrower route is never shadowed by a broader one on the same path;
-//   5. name (unique), so the order is total and never depends on input order.
+//   6. name (unique), so the order is total and never depends on input order.
 import type { Route } from '../model/index.ts';
 import { compareStrings } from './util.ts';
 
@@ -23,6 +25,10 @@ function pathLength(route: Route): number {
   return (path.exact ?? path.prefix ?? '').length;
 }
 
+function ignoresCase(route: Route): number {
+  return route.match.path.ignore_case === true ? 1 : 0;
+}
+
 function conditionCount(route: Route): number {
   const { methods, headers, query } = route.match;
   return (methods ? 1 : 0) + (headers?.length ?? 0) + (query?.length ?? 0);
@@ -33,6 +39,7 @@ export function compareRoutes(a: Route, b: Route): number {
     b.priority - a.priority ||
     PATH_KIND_RANK[pathKind(a)] - PATH_KIND_RANK[pathKind(b)] ||
     pathLength(b) - pathLength(a) ||
+    ignoresCase(a) - ignoresCase(b) ||
     conditionCount(b) - conditionCount(a) ||
     compareStrings(a.name, b.name)
   );

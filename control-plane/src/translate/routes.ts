@@ -1,5 +1,6 @@
 // One Sluice route -> its Envoy routes (one, or a few for header/cookie canaries).
 import type { HeaderMatch, QueryMatch, Route, RouteAction as SluiceAction, Upstream } from '../model/index.ts';
+import { cookieCanaryRegex } from '../model/index.ts';
 import type { Route as EnvoyRoute } from '../proto/generated/envoy/config/route/v3/Route.ts';
 import type { RouteAction } from '../proto/generated/envoy/config/route/v3/RouteAction.ts';
 import type { RouteMatch } from '../proto/generated/envoy/config/route/v3/RouteMatch.ts';
@@ -8,7 +9,7 @@ import type { QueryParameterMatcher } from '../proto/generated/envoy/config/rout
 import type { HeaderValueOption } from '../proto/generated/envoy/config/core/v3/HeaderValueOption.ts';
 import { type FilterContext, perFilterConfig, routeRateLimits } from './filters.ts';
 import { clusterName } from './names.ts';
-import { compareStrings, duration, literalHeaderValue, percent, re2Literal, uint32 } from './util.ts';
+import { bool, compareStrings, duration, literalHeaderValue, percent, uint32 } from './util.ts';
 
 export type { EnvoyRoute };
 
@@ -73,6 +74,8 @@ export function routeMatch(route: Route, extraHeaders: HeaderMatcher[]): RouteMa
   const { path, headers, query } = route.match;
   const match: RouteMatch =
     path.exact !== undefined ? { path: path.exact } : path.regex !== undefined ? { safe_regex: { regex: path.regex } } : { prefix: path.prefix };
+  // The model allows ignore_case only with prefix and exact (Envoy ignores it for regexes).
+  if (path.ignore_case === true) match.case_sensitive = bool(false);
   const methods = methodMatcher(route);
   const headerMatchers = [...(methods ? [methods] : []), ...(headers ?? []).map(headerMatcher), ...extraHeaders];
   if (headerMatchers.length > 0) match.headers = headerMatchers;
@@ -116,12 +119,11 @@ function queryMatcher(query: QueryMatch): QueryParameterMatcher {
 }
 
 /**
- * Envoy has no cookie matcher; match the Cookie header instead. Safe regexes match
- * the whole value, so the pair may sit anywhere in the `a=1; b=2` list.
+ * Envoy has no cookie matcher; match the Cookie header instead, with the regex the
+ * model defines and checks (model/route.ts cookieCanaryRegex).
  */
 export function cookieMatcher(name: string, value: string): HeaderMatcher {
-  const pair = `${re2Literal(name)}=${re2Literal(value)}`;
-  return { name: 'cookie', string_match: { safe_regex: { regex: `(.*;\\s*)?${pair}(\\s*;.*)?` } } };
+  return { name: 'cookie', string_match: { safe_regex: { regex: cookieCanaryRegex(name, value) } } };
 }
 
 // ---- action --------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Small builders for the protobuf shapes that recur across Envoy messages, and the
 // ordering/hashing helpers that keep translation deterministic.
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import { type MessageName, type EnvoyMessages, packAny } from '../proto/codec.ts';
 
 export interface Duration {
@@ -69,10 +70,8 @@ export function contentVersion(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex').slice(0, 16);
 }
 
-/** Escapes RE2 metacharacters so a literal can sit inside a regex. */
-export function re2Literal(text: string): string {
-  return text.replace(/[\\^$.|?*+()[\]{}-]/g, '\\$&');
-}
+/** Escapes RE2 metacharacters (one definition, in the model that checks the regexes). */
+export { re2Literal } from '../model/re2.ts';
 
 /**
  * Header values in Envoy's header mutations are format strings where `%...%` is a
@@ -87,9 +86,13 @@ export function socketAddress(address: string, port: number): { socket_address: 
   return { socket_address: { address, port_value: port } };
 }
 
-/** True for IPv4/IPv6 literals (EDS endpoints must be IPs; hostnames need DNS clusters). */
+/**
+ * True for exact IPv4/IPv6 literals (EDS endpoints must be IPs; hostnames need DNS
+ * clusters). node's isIP is exact: `999.1.1.1` or `01.2.3.4` are not IPs (and the
+ * model refuses them as endpoint hosts).
+ */
 export function isIpLiteral(host: string): boolean {
-  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+  return isIP(host) !== 0;
 }
 
 /**
