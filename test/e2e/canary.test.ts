@@ -7,16 +7,23 @@ import assert from 'node:assert/strict';
 import { startGateway, type Gateway, type StateInput } from '../helpers/gateway.ts';
 import { startLoad } from '../helpers/load.ts';
 import { sleep } from '../helpers/net.ts';
+import { requestsForMissRate } from '../helpers/stats.ts';
 import { startHttpUpstream, type HttpUpstream } from '../helpers/upstream.ts';
 
 /** Canary percent per step. */
 const STEPS = [0, 10, 50, 100];
+const TOLERANCE_POINTS = 3;
 /**
- * Requests measured per step. Envoy picks a weighted cluster at random per request,
- * so the observed share is binomial: at 50/50 over 2,500 requests one standard
- * deviation is 1 point, and the 3-point bound is 3 sd (about 1 run in 370 fails).
+ * Requests measured per step. Envoy picks a weighted cluster at random per
+ * request, so a step's canary count is Binomial(n, percent/100). The two random
+ * steps (10 and 50) share a false-failure budget of 1 in 10,000 runs: each is
+ * sized so that the exact binomial chance of missing the 3-point bound is under
+ * 1 in 20,000 (1,700 requests at 10%, 4,600 at 50%; checked to hold for up to
+ * 100 extra requests a window may catch; the 2,500 used before failed about 1
+ * run in 400). The 0 and 100 steps are exact: 400 requests.
  */
-const MEASURED_PER_STEP = 2_500;
+const measuredFor = (percent: number) => requestsForMissRate(percent / 100, TOLERANCE_POINTS / 100, 1 / 20_000, { minimum: 400 });
+const MEASURED = STEPS.map(measuredFor);
 /** After a step is synced, let requests routed under the old weights drain before measuring. */
 const SETTLE_MS = 50;
 const CONCURRENCY = 6;
@@ -72,7 +79,7 @@ test('canary shift 0 -> 10 -> 50 -> 100 percent under load: zero failures, split
   const started = Date.now();
   // More requests than the measured windows need: syncs and settle times run under
   // load too, and the tail after the last window is served at the final weights.
-  const total = Math.round(STEPS.length * MEASURED_PER_STEP * 1.6);
+  const total = Math.round(MEASURED.reduce((a, b) => a + b, 0) * 1.6);
   let progress = 0;
   const load = startLoad({
     port: envoy.port,
@@ -99,8 +106,8 @@ test('canary shift 0 -> 10 -> 50 -> 100 percent under load: zero failures, split
     }
     await sleep(SETTLE_MS);
     const from = { stable: stable.requests, canary: canary.requests, served: served() };
-    while (served() - from.served < MEASURED_PER_STEP) {
-      assert.ok(!loadDone, `load finished before step ${canaryPercent}% had ${MEASURED_PER_STEP} requests (raise the total)`);
+    while (served() - from.served < MEASURED[index]!) {
+      assert.ok(!loadDone, `load finished before step ${canaryPercent}% had ${MEASURED[index]} requests (raise the total)`);
       await sleep(2);
     }
     const s = stable.requests - from.stable;
@@ -114,9 +121,9 @@ test('canary shift 0 -> 10 -> 50 -> 100 percent under load: zero failures, split
   assert.equal(result.failed, 0, `failures: ${JSON.stringify([...result.failures])} ${summary}`);
   assert.equal(result.total, total, summary);
   assert.ok(result.total >= 2_000, summary);
-  for (const step of steps) {
-    assert.ok(step.stable + step.canary >= MEASURED_PER_STEP, summary);
-    assert.ok(Math.abs(step.observed - step.canaryPercent) <= 3, `step ${step.canaryPercent}%: observed ${step.observed.toFixed(2)}% canary ${summary}`);
+  for (const [index, step] of steps.entries()) {
+    assert.ok(step.stable + step.canary >= MEASURED[index]!, summary);
+    assert.ok(Math.abs(step.observed - step.canaryPercent) <= TOLERANCE_POINTS, `step ${step.canaryPercent}%: observed ${step.observed.toFixed(2)}% canary ${summary}`);
   }
   // The end points are exact: no request strays to a weight-0 upstream.
   assert.equal(steps[0]!.canary, 0, summary);
@@ -126,6 +133,6 @@ test('canary shift 0 -> 10 -> 50 -> 100 percent under load: zero failures, split
   assert.equal(node?.syncedRevision, revision);
   assert.equal(node?.lastNack, undefined);
   assert.equal(envoy.handle.exited, false);
-  assert.ok(elapsed < 60_000, `took ${elapsed} ms`);
+  // No bound on `elapsed`: speed is bench/'s business, not a test's.
   console.log(`# canary steps: ${summary}`);
 });

@@ -13,6 +13,7 @@ import { startEnvoy, type EnvoyHandle } from '../helpers/envoy.ts';
 import { startLoad, sharePercent } from '../helpers/load.ts';
 import { freePort, sleep } from '../helpers/net.ts';
 import { createTestDatabase, stopTestPostgres, type TestDatabase } from '../helpers/postgres.ts';
+import { requestsForMissRate } from '../helpers/stats.ts';
 import { fetchVia, startHttpUpstream, type HttpUpstream } from '../helpers/upstream.ts';
 
 let db: TestDatabase;
@@ -57,31 +58,79 @@ async function until(check: () => Promise<boolean>, since: number, what: string)
 
 const statusOf = async (p: string) => (await fetchVia(cp.gatewayPort, p, { timeoutMs: 1_000 })).status;
 
-test('a route created through the API serves within a second; deleting it makes Envoy answer 404', async () => {
+// How fast a route goes live is measured in bench/, not asserted here (no timed assertions in tests).
+test('a route created through the API serves; deleting it makes Envoy answer 404', async () => {
   const created = await cp.api('POST', '/v1/routes', { name: 'hello', match: { path: { prefix: '/hello' } }, action: { upstream: 'stable' } });
   assert.equal(created.status, 201, JSON.stringify(created.body));
-  const serveMs = await until(async () => (await statusOf('/hello')) === 200, Date.now(), 'route serves');
-  assert.ok(serveMs <= 1_000, `served after ${serveMs} ms`);
+  await until(async () => (await statusOf('/hello')) === 200, Date.now(), 'route serves');
 
   const deleted = await cp.api('DELETE', '/v1/routes/hello');
   assert.equal(deleted.status, 204);
-  const goneMs = await until(async () => (await statusOf('/hello')) === 404, Date.now(), 'route gone');
-  assert.ok(goneMs <= 1_000, `404 after ${goneMs} ms`);
+  await until(async () => (await statusOf('/hello')) === 404, Date.now(), 'route gone');
 });
 
-test('rollback restores an earlier revision as a new one, and Envoy serves it', async () => {
-  const first = await cp.api('POST', '/v1/routes', { name: 'pinned', match: { path: { prefix: '/pinned' } }, action: { upstream: 'stable' } });
+/**
+ * What an Envoy holds from xDS (listeners, clusters, endpoints, routes), keyed
+ * by type and name, without what legitimately differs between two deliveries
+ * of the same content: version labels and update timestamps.
+ */
+async function heldConfig(handle: EnvoyHandle): Promise<Record<string, unknown>> {
+  const dump = await handle.configDump('include_eds');
+  const held: Record<string, unknown> = {};
+  const keep = (type: string, resource: unknown) => {
+    const name = (resource as { name?: string; cluster_name?: string } | undefined)?.name ?? (resource as { cluster_name?: string } | undefined)?.cluster_name;
+    if (resource !== undefined) held[`${type}/${name ?? '?'}`] = withoutVersions(resource);
+  };
+  for (const section of dump.configs) {
+    const entries = (field: string) => (section[field] as Array<Record<string, unknown>> | undefined) ?? [];
+    for (const e of entries('dynamic_listeners')) keep('listener', (e.active_state as Record<string, unknown> | undefined)?.listener);
+    for (const e of entries('dynamic_active_clusters')) keep('cluster', e.cluster);
+    for (const e of entries('dynamic_endpoint_configs')) keep('endpoints', e.endpoint_config);
+    for (const e of entries('dynamic_route_configs')) keep('routes', e.route_config);
+  }
+  return held;
+}
+
+function withoutVersions(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutVersions);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([key]) => key !== 'version_info' && key !== 'last_updated')
+      .map(([key, item]) => [key, withoutVersions(item)]),
+  );
+}
+
+test('rollback restores an earlier revision as a new one, and Envoy holds exactly what it held then', async () => {
+  const first = await cp.api('POST', '/v1/routes?wait=applied', { name: 'pinned', match: { path: { prefix: '/pinned' } }, action: { upstream: 'stable' } });
   assert.equal(first.status, 201);
   const revision = (first.body as { revision: number }).revision;
-  const moved = await cp.api('PUT', '/v1/routes/pinned', { name: 'pinned', match: { path: { prefix: '/pinned' } }, action: { upstream: 'canary' } });
+  await until(async () => (await fetchVia(cp.gatewayPort, '/pinned')).headers['x-upstream'] === 'stable', Date.now(), 'pinned to stable');
+  const heldBefore = await heldConfig(envoy);
+  assert.ok(Object.keys(heldBefore).some((k) => k.startsWith('routes/')) && Object.keys(heldBefore).some((k) => k.startsWith('cluster/')), JSON.stringify(Object.keys(heldBefore)));
+  const moved = await cp.api('PUT', '/v1/routes/pinned?wait=applied', { name: 'pinned', match: { path: { prefix: '/pinned' } }, action: { upstream: 'canary' } });
   assert.equal(moved.status, 200, JSON.stringify(moved.body));
   await until(async () => (await fetchVia(cp.gatewayPort, '/pinned')).headers['x-upstream'] === 'canary', Date.now(), 'moved to canary');
+  assert.notDeepEqual(await heldConfig(envoy), heldBefore);
 
-  const rolled = await cp.api('POST', `/v1/revisions/${revision}:rollback`);
+  const rolled = await cp.api('POST', `/v1/revisions/${revision}:rollback?wait=applied`);
   assert.equal(rolled.status, 200, JSON.stringify(rolled.body));
   assert.ok((rolled.body as { revision: number }).revision > (moved.body as { revision: number }).revision);
   await until(async () => (await fetchVia(cp.gatewayPort, '/pinned')).headers['x-upstream'] === 'stable', Date.now(), 'rolled back to stable');
+  assert.deepEqual(await heldConfig(envoy), heldBefore, 'after the rollback Envoy holds what it held at the restored revision');
 });
+
+/**
+ * Requests measured per canary step. Envoy picks each request's cluster at
+ * random, so the canary count is Binomial(n, weight). The two random steps
+ * (10 and 50 percent) share a false-failure budget of 1 in 10,000 runs: each
+ * gets n with an exact binomial miss rate under 1 in 20,000 for the 3-point
+ * bound (1,700 requests at 10%, 4,600 at 50%; 800 at 50/50 failed ~8% of runs).
+ * The 0 and 100 percent steps are exact, 400 requests each.
+ */
+const SPLIT_TOLERANCE_POINTS = 3;
+const measuredRequests = (canaryWeight: number) =>
+  requestsForMissRate(canaryWeight / 100, SPLIT_TOLERANCE_POINTS / 100, 1 / 20_000, { minimum: 400 });
 
 test('canary steps through the API under load: no failed request, split within 3 points', async () => {
   const created = await cp.api('POST', '/v1/routes?wait=applied', { name: 'shop', match: { path: { prefix: '/shop' } }, action: { upstream: 'stable' } });
@@ -91,10 +140,10 @@ test('canary steps through the API under load: no failed request, split within 3
     const weights = [{ upstream: 'stable', weight: stableWeight }, { upstream: 'canary', weight: canaryWeight }].filter((w) => w.weight > 0);
     const step = await cp.api('POST', '/v1/routes/shop:canary?wait=applied', { weights });
     assert.equal(step.status, 200, JSON.stringify(step.body));
-    const measured = await startLoad({ port: cp.gatewayPort, path: '/shop', requests: 800, concurrency: 4 }).result;
+    const measured = await startLoad({ port: cp.gatewayPort, path: '/shop', requests: measuredRequests(canaryWeight), concurrency: 4 }).result;
     assert.equal(measured.failed, 0, JSON.stringify([...measured.failures]));
     const share = sharePercent(measured, 'canary');
-    assert.ok(Math.abs(share - canaryWeight) <= 3, `step ${stableWeight}/${canaryWeight}: canary got ${share.toFixed(1)}%`);
+    assert.ok(Math.abs(share - canaryWeight) <= SPLIT_TOLERANCE_POINTS, `step ${stableWeight}/${canaryWeight}: canary got ${share.toFixed(1)}% of ${measured.total}`);
   }
   const total = await background.result;
   assert.equal(total.failed, 0, JSON.stringify([...total.failures]));

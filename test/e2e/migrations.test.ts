@@ -157,7 +157,7 @@ describe('schema', () => {
       )
     ).map((r) => r.line);
     assert.deepEqual(fromPrisma.sort(), fromDb.sort());
-    assert.equal(tables.length, 9);
+    assert.equal(tables.length, 10);
   });
 
   test('Prisma Client through @prisma/adapter-pg writes and reads upstreams', async () => {

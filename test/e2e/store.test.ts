@@ -3,6 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RouteSchema, UpstreamSchema, type Route, type Upstream } from '../../control-plane/src/model/index.ts';
+import { generateApiKey, hashApiKey } from '../../control-plane/src/store/api-keys.ts';
 import { ChangeFeed } from '../../control-plane/src/store/change-feed.ts';
 import { ConfigStore, StoreError } from '../../control-plane/src/store/config-store.ts';
 import { migrate } from '../../control-plane/src/store/migrate.ts';
@@ -91,4 +92,56 @@ test('the change feed reports committed revisions', async () => {
   } finally {
     await feed.stop();
   }
+});
+
+// The authz service will be handed the newest State with its credential keys
+// (ConfigStore.loadState().keys) and look a presented key up by its HMAC; a key
+// is usable exactly when its hash is among those.
+test('a deleted API key stays revoked after a rollback to a revision that held it; a new key can be issued', async () => {
+  const secret = 'x'.repeat(40);
+  const activeHashes = async () => new Set(Object.values((await store.loadState()).keys).map((k) => k.hash));
+  const rollback = async (n: number) => {
+    const snapshot = await store.revisionSnapshot(n);
+    assert.ok(snapshot);
+    return store.commit('alice', `rollback to revision ${n}`, (d) => d.replaceAll(snapshot.config, snapshot.credential_keys));
+  };
+  const first = generateApiKey(secret);
+  await store.commit('alice', 'owner', (d) => d.create('consumers', { name: 'key-owner', tags: [], metadata: {} }));
+  const withKey = await store.commit('alice', 'key', (d) =>
+    d.create('credentials', { name: 'key-1', consumer: 'key-owner', kind: 'api_key' }, { prefix: first.prefix, hash: first.hash }),
+  );
+  assert.ok((await activeHashes()).has(hashApiKey(secret, first.key)));
+
+  await store.commit('alice', 'revoke', (d) => d.delete('credentials', 'key-1'));
+  assert.ok(!(await activeHashes()).has(hashApiKey(secret, first.key)));
+
+  const rolled = await rollback(withKey.revision);
+  assert.equal(rolled.changed, true);
+  assert.ok(!(await activeHashes()).has(hashApiKey(secret, first.key)), 'the deleted key must not work again');
+  const { state, keys } = await store.loadState();
+  assert.ok(state.credentials.some((c) => c.name === 'key-1'), 'the credential itself is restored');
+  assert.equal(keys['key-1'], undefined, 'but without its revoked key');
+  assert.deepEqual(rolled.keysWithheld, ['key-1']);
+  assert.equal((await prisma.credential.findUnique({ where: { name: 'key-1' } }))?.keyHash, null);
+  const [summary] = await store.listRevisions(1);
+  assert.match(summary?.message ?? '', /API keys not restored, revoked for good: key-1/);
+
+  // A new key makes the restored credential usable; replacing it revokes the one before.
+  const second = generateApiKey(secret);
+  const issued = await store.commit('alice', 'new key', (d) => d.issueKey('key-1', second));
+  assert.equal(issued.changed, true);
+  assert.ok((await activeHashes()).has(hashApiKey(secret, second.key)));
+  assert.equal((await prisma.credential.findUnique({ where: { name: 'key-1' } }))?.keyHash, second.hash);
+  const third = generateApiKey(secret);
+  await store.commit('alice', 'rotate', (d) => d.issueKey('key-1', third));
+  const back = await rollback(issued.revision);
+  assert.deepEqual(back.keysWithheld, ['key-1']);
+  const active = await activeHashes();
+  assert.ok(!active.has(second.hash) && active.has(third.hash), 'a rollback keeps the live key and never revives the replaced one');
+
+  // Deleting the consumer revokes its credentials' keys too.
+  await store.commit('alice', 'drop owner', (d) => d.delete('consumers', 'key-owner'));
+  const again = await rollback(issued.revision + 1);
+  assert.deepEqual(again.keysWithheld, ['key-1']);
+  assert.deepEqual(await activeHashes(), new Set());
 });

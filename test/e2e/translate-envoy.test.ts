@@ -270,7 +270,9 @@ test('weighted split: both upstreams serve, roughly by weight (70/30)', async ()
     const a = sharePercent(result, 'a');
     const b = sharePercent(result, 'b');
     assert.equal(Math.round(a + b), 100, `${envoy.nodeId}: only a and b: ${JSON.stringify([...result.byUpstream])}`);
-    // Binomial(200, 0.7): sd ~3.2 points; 15 points is > 4.5 sd.
+    // Binomial(200, 0.7): sd ~3.2 points; 15 points is > 4.5 sd. Exact chance a
+    // correct split misses: 3.0e-6 per Envoy, 6e-6 for both, under 1 in 10,000
+    // runs (binomialMissRate(200, 0.7, 0.15) in test/helpers/stats.ts).
     assert.ok(a >= 55 && a <= 85, `${envoy.nodeId}: a got ${a}% (want ~70)`);
   }
 });

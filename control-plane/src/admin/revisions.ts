@@ -1,11 +1,13 @@
 // Revision history and rollback. A rollback is a new revision whose config is
-// exactly revision n's (API-key hashes included), never a rewrite of history.
+// exactly revision n's, never a rewrite of history. It restores config, not key
+// material: an API key deleted or replaced since n stays revoked (the store
+// withholds it; the response lists those credentials in keys_not_restored).
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { RevisionSummary } from '../store/config-store.ts';
 import { type AdminContext, commitWrite } from './commit.ts';
 import { changeList } from './config.ts';
-import { ProblemError } from './problem.ts';
+import { clip, ProblemError } from './problem.ts';
 import { actionTarget, parseOrThrow } from './resources.ts';
 
 const ListQuerySchema = z.looseObject({
@@ -13,7 +15,7 @@ const ListQuerySchema = z.looseObject({
   before: z.coerce.number().int().min(1).optional(),
 });
 
-const RevisionNumberSchema = z.coerce.number().int().min(1);
+const RevisionNumberSchema = z.string().regex(/^[1-9]\d{0,14}$/).transform(Number);
 
 function summary(r: RevisionSummary) {
   return { revision: r.revision, created_at: r.createdAt.toISOString(), author: r.author, message: r.message };
@@ -21,7 +23,8 @@ function summary(r: RevisionSummary) {
 
 function revisionNumber(raw: string): number {
   const parsed = RevisionNumberSchema.safeParse(raw);
-  if (!parsed.success) throw new ProblemError(404, `revision '${raw}' not found`);
+  // Not a revision number at all: a malformed parameter, not a missing revision.
+  if (!parsed.success) throw new ProblemError(400, `'${clip(raw, 40)}' is not a revision number`, [{ path: 'revision', message: 'must be a positive integer' }]);
   return parsed.data;
 }
 
@@ -55,6 +58,8 @@ export function registerRevisions(app: FastifyInstance, ctx: AdminContext): void
       changed: outcome.changed,
       restored: n,
       changes: changeList(outcome.diff),
+      // Revoked API keys are never restored: these credentials came back without a key (issue a new one).
+      ...(outcome.keysWithheld.length === 0 ? {} : { keys_not_restored: outcome.keysWithheld }),
       ...(outcome.applied === undefined ? {} : { applied: outcome.applied }),
     };
   });

@@ -62,6 +62,12 @@ export interface CommitResult {
   /** False when the change was a no-op (no revision was made). */
   changed: boolean;
   diff: DiffEntry[];
+  /**
+   * Credentials whose API key the change tried to bring back although it was
+   * revoked (a rollback or apply of an older snapshot): they were committed
+   * without that key. Sorted names; empty when none.
+   */
+  keysWithheld: string[];
 }
 
 export interface RevisionSummary {
@@ -112,6 +118,18 @@ export class Draft {
     if (kind === 'consumers') {
       for (const credential of this.config.credentials.filter((c) => c.consumer === name)) this.delete('credentials', credential.name);
     }
+  }
+
+  /**
+   * Gives an api_key credential a new key (the old one, if any, is revoked by
+   * the commit). This is how a credential restored by a rollback, which comes
+   * back without a key, becomes usable again.
+   */
+  issueKey(name: string, key: CredentialKey): void {
+    const credential = this.get('credentials', name) as DeclarativeConfig['credentials'][number] | undefined;
+    if (!credential) throw new StoreError('not_found', `credentials '${name}' not found`);
+    if (credential.kind !== 'api_key') throw new StoreError('invalid', `credentials '${name}' is not an api_key credential`, [{ path: ['kind'], message: 'must be api_key' }]);
+    this.keys[name] = key;
   }
 
   /** Replaces the whole config (declarative apply, rollback); keys of kept credentials stay. */
@@ -227,6 +245,8 @@ export class ConfigStore {
         // Arrays are copied, objects shared: Draft replaces objects, never edits them.
         const draft = new Draft(shallowCopy(current.config), { ...current.credential_keys }, versions);
         plan(draft);
+        // Config comes back on a rollback; revoked key material never does.
+        const keysWithheld = await withholdRevokedKeys(tx as unknown as PrismaClient, current.credential_keys, draft.keys);
 
         const next = normalise(draft.config, current.config);
         const issues = validateState({ revision: currentRevision + 1, ...next });
@@ -234,15 +254,16 @@ export class ConfigStore {
 
         const diff = diffConfigs(current.config, next);
         const keysChanged = JSON.stringify(sortKeys(current.credential_keys)) !== JSON.stringify(sortKeys(draft.keys));
-        if (opts.dryRun || (diff.length === 0 && !keysChanged)) return { revision: currentRevision, changed: false, diff };
+        if (opts.dryRun || (diff.length === 0 && !keysChanged)) return { revision: currentRevision, changed: false, diff, keysWithheld };
 
         // Raw insert with the JSON as one text parameter: Prisma's Json input path
         // walks the whole (large) snapshot object and costs ~25 ms per 1,000 routes.
         const snapshotJson = JSON.stringify({ config: next, credential_keys: sortKeys(draft.keys) });
         const [revision] = await tx.$queryRaw<Array<{ id: bigint }>>`
-          INSERT INTO revisions (author, message, snapshot) VALUES (${actor}, ${message}, ${snapshotJson}::jsonb) RETURNING id`;
+          INSERT INTO revisions (author, message, snapshot) VALUES (${actor}, ${withheldNote(message, keysWithheld)}, ${snapshotJson}::jsonb) RETURNING id`;
         if (!revision) throw new Error('revision insert returned no id');
-        await writeRows(tx as unknown as PrismaClient, diff, draft.keys);
+        await recordRevocations(tx as unknown as PrismaClient, droppedKeys(current.credential_keys, draft.keys), revision.id);
+        await writeRows(tx as unknown as PrismaClient, diff, draft.keys, rekeyed(current.credential_keys, draft.keys, next));
         const committed = { revision: Number(revision.id), snapshot: { config: next, credential_keys: sortKeys(draft.keys) } };
         await tx.auditLog.createMany({
           data: diff.map((d) => ({
@@ -255,7 +276,7 @@ export class ConfigStore {
             after: (d.after ?? undefined) as object | undefined,
           })),
         });
-        return { revision: Number(revision.id), changed: true, diff, committed };
+        return { revision: Number(revision.id), changed: true, diff, keysWithheld, committed };
       },
       { timeout: 30_000, maxWait: 10_000 },
     ).then(({ committed, ...result }: CommitResult & { committed?: { revision: number; snapshot: RevisionSnapshot } }) => {
@@ -264,6 +285,65 @@ export class ConfigStore {
       return result;
     });
   }
+}
+
+// ---- API-key revocation -----------------------------------------------------
+// A key is revoked for good once a commit drops it (credential deleted, its
+// consumer deleted, key replaced, config applied or rolled back without it).
+// Revision snapshots still hold old hashes, so every commit checks the hashes
+// it would bring in against revoked_api_keys; the authz service only ever sees
+// the keys of the newest revision, which therefore never include a revoked one.
+
+/** Hashes in `current` that `next` no longer holds, with the credential that held each. */
+function droppedKeys(current: Record<string, CredentialKey>, next: Record<string, CredentialKey>): Array<{ name: string; hash: string }> {
+  const kept = new Set(Object.values(next).map((key) => key.hash));
+  return Object.entries(current)
+    .filter(([, key]) => !kept.has(key.hash))
+    .map(([name, key]) => ({ name, hash: key.hash }));
+}
+
+/** Written in the commit's transaction: the revocation exists exactly when the revision that dropped the key does. */
+async function recordRevocations(prisma: PrismaClient, dropped: Array<{ name: string; hash: string }>, revision: bigint): Promise<void> {
+  if (dropped.length === 0) return;
+  await prisma.$executeRaw`
+    INSERT INTO revoked_api_keys (key_hash, credential, revision)
+    SELECT hash, name, ${revision} FROM unnest(${dropped.map((d) => d.hash)}::text[], ${dropped.map((d) => d.name)}::text[]) AS t(hash, name)
+    ON CONFLICT (key_hash) DO NOTHING`;
+}
+
+/**
+ * Removes from `keys` (in place) every hash the commit would bring in that is
+ * revoked. The credential itself stays; it keeps the key it has now, if any,
+ * else it has none until a new one is issued (Draft.issueKey). Returns the
+ * affected credential names, sorted.
+ */
+async function withholdRevokedKeys(prisma: PrismaClient, current: Record<string, CredentialKey>, keys: Record<string, CredentialKey>): Promise<string[]> {
+  const live = new Set(Object.values(current).map((key) => key.hash));
+  const incoming = Object.entries(keys).filter(([, key]) => !live.has(key.hash));
+  if (incoming.length === 0) return [];
+  const rows = await prisma.$queryRaw<Array<{ key_hash: string }>>`
+    SELECT key_hash FROM revoked_api_keys WHERE key_hash = ANY(${incoming.map(([, key]) => key.hash)}::text[])`;
+  const revoked = new Set(rows.map((row) => row.key_hash));
+  const withheld: string[] = [];
+  for (const [name, key] of incoming) {
+    if (!revoked.has(key.hash)) continue;
+    withheld.push(name);
+    const kept = current[name];
+    if (kept) keys[name] = kept;
+    else delete keys[name];
+  }
+  return withheld.sort();
+}
+
+/** The revision message, saying which credentials came back without their (revoked) key. */
+function withheldNote(message: string, withheld: string[]): string {
+  if (withheld.length === 0) return message;
+  return `${message} (API keys not restored, revoked for good: ${withheld.join(', ')}; issue new keys)`;
+}
+
+/** Credentials kept in `next` whose key changed without a spec change (their row needs the new key columns). */
+function rekeyed(current: Record<string, CredentialKey>, keys: Record<string, CredentialKey>, next: DeclarativeConfig): string[] {
+  return next.credentials.map((c) => c.name).filter((name) => current[name]?.hash !== keys[name]?.hash);
 }
 
 function emptyConfig(): DeclarativeConfig {
@@ -371,8 +451,12 @@ async function loadVersions(prisma: PrismaClient): Promise<Map<string, number>> 
   return new Map(rows.map((row) => [`${row.kind}/${row.name}`, Number(row.version)]));
 }
 
-/** Applies a diff to the object tables, parents before children on create, children first on delete. */
-async function writeRows(prisma: PrismaClient, diff: DiffEntry[], keys: Record<string, CredentialKey>): Promise<void> {
+/**
+ * Applies a diff to the object tables, parents before children on create,
+ * children first on delete; then the key columns of `rekeyedCredentials` the
+ * diff did not already write.
+ */
+async function writeRows(prisma: PrismaClient, diff: DiffEntry[], keys: Record<string, CredentialKey>, rekeyedCredentials: string[]): Promise<void> {
   const deletes = diff.filter((d) => d.op === 'delete').sort((a, b) => (a.kind === 'credentials' ? -1 : b.kind === 'credentials' ? 1 : 0));
   for (const d of deletes) {
     // A cascade from a deleted consumer may have removed the row already.
@@ -384,6 +468,11 @@ async function writeRows(prisma: PrismaClient, diff: DiffEntry[], keys: Record<s
     const data = await rowData(prisma, d.kind, d.after!, keys);
     if (d.op === 'create') await delegate(prisma, d.kind).create({ data: { name: d.name, ...data } });
     else await delegate(prisma, d.kind).update({ where: { name: d.name }, data: { ...data, version: { increment: 1 } } });
+  }
+  const written = new Set(diff.filter((d) => d.kind === 'credentials').map((d) => d.name));
+  for (const name of rekeyedCredentials.filter((n) => !written.has(n))) {
+    const key = keys[name];
+    await prisma.credential.update({ where: { name }, data: { keyPrefix: key?.prefix ?? null, keyHash: key?.hash ?? null, version: { increment: 1 } } });
   }
 }
 

