@@ -10,6 +10,8 @@ import { configOrExit, type Config } from './config/env.ts';
 import { createLog, createLogger, type Log } from './log.ts';
 import { metricsArePublic } from './admin/metrics.ts';
 import { Publisher } from './publisher.ts';
+import { AuthzService } from './authz/service.ts';
+import { PushStateSource, startRateLimit } from './ratelimit/main.ts';
 import { ControlPlaneMetrics } from './telemetry/index.ts';
 import { ChangeFeed } from './store/change-feed.ts';
 import { ConfigStore } from './store/config-store.ts';
@@ -19,6 +21,9 @@ import { createPrisma, type PrismaClient } from './store/prisma.ts';
 import { SnapshotCache } from './xds/cache.ts';
 import { NodeRegistry } from './xds/registry.ts';
 import { AdsServer } from './xds/server.ts';
+
+/** The rate-limit domain Envoy's filter sends and the service answers for. */
+const RATELIMIT_DOMAIN = 'sluice';
 
 async function main(): Promise<void> {
   const config = configOrExit();
@@ -56,12 +61,36 @@ async function main(): Promise<void> {
     log.warn('sluice: xds is reachable beyond loopback without client certificates; set XDS_TLS_CERT, XDS_TLS_KEY and XDS_CLIENT_CA', { host: config.xdsHost });
   }
 
+  // The request-path services run in this process by default, fed the same State
+  // as the fleet, before the fleet gets it: a revoked key fails from that revision.
+  const authz = new AuthzService({ secret: config.secret, log });
+  const authzPort = await authz.listen(config.authzHost, config.authzPort);
+  closers.push(() => authz.close());
+  const rateLimitStates = new PushStateSource();
+  const rateLimit = await startRateLimit({
+    source: rateLimitStates,
+    redisUrl: config.redisUrl,
+    host: config.ratelimitHost,
+    port: config.ratelimitPort,
+    domain: RATELIMIT_DOMAIN,
+    log,
+  });
+  closers.push(() => rateLimit.close());
+  log.info('sluice: request-path services listening', { authz: authzPort, ratelimit: rateLimit.port, counters: config.redisUrl ? 'redis' : 'memory' });
+
   const publisher = new Publisher({
-    loadState: async () => (await store.loadState()).state,
+    loadState: async () => {
+      const { state, keys } = await store.loadState();
+      authz.update({ state, apiKeys: Object.entries(keys).map(([credential, key]) => ({ credential, keyHash: key.hash })) });
+      rateLimitStates.push(state);
+      return state;
+    },
     cache,
     translateOptions: {
       listenerPort: config.gatewayPort,
       listenerAddress: config.gatewayAddress,
+      authz: { clusterName: 'sluice_authz', host: config.authzHost, port: authzPort },
+      ratelimit: { clusterName: 'sluice_ratelimit', host: config.ratelimitHost, port: rateLimit.port, domain: RATELIMIT_DOMAIN },
       edge: config.gatewayEdge,
       accessLog: config.gatewayAccessLog,
       tracing: {

@@ -28,6 +28,8 @@ export async function startControlPlane(opts: { databaseUrl: string; gatewayPort
   const adminPort = await freePort();
   const xdsPort = await freePort();
   const gatewayPort = opts.gatewayPort ?? (await freePort());
+  const authzPort = await freePort();
+  const ratelimitPort = await freePort();
   const token = `test_${randomBytes(24).toString('hex')}`;
   const child = spawn(process.execPath, ['--import', 'tsx', 'control-plane/src/main.ts'], {
     cwd: repoRoot,
@@ -40,6 +42,10 @@ export async function startControlPlane(opts: { databaseUrl: string; gatewayPort
       XDS_PORT: String(xdsPort),
       GATEWAY_ADDRESS: '127.0.0.1',
       GATEWAY_PORT: String(gatewayPort),
+      AUTHZ_HOST: '127.0.0.1',
+      AUTHZ_PORT: String(authzPort),
+      RATELIMIT_HOST: '127.0.0.1',
+      RATELIMIT_PORT: String(ratelimitPort),
       SLUICE_SECRET: randomBytes(32).toString('hex'),
       SLUICE_BOOTSTRAP_TOKEN: token,
       LOG_LEVEL: 'warn',
