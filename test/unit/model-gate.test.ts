@@ -23,6 +23,7 @@ import {
   RouteSchema,
   type Route,
   StateSchema,
+  UpstreamSchema,
   captureGroupCount,
   cookieCanaryRegex,
   estimateProgramSize,
@@ -416,3 +417,22 @@ describe('model gate: match.path.ignore_case (issue 8.4 option)', () => {
     assert.deepEqual([insensitive, sensitive].sort(compareRoutes).map((r) => r.name), ['b', 'a']);
   });
 });
+
+describe('model gate: control characters in paths (found by the property test)', () => {
+  it('refuses every C0 control and DEL in a health-check path and a route path, naming the field', () => {
+    for (let code = 0; code < 0x20; code++) assertPathRefused(String.fromCharCode(code));
+    assertPathRefused('\x7f');
+  });
+});
+
+function assertPathRefused(control: string): void {
+  const upstream = UpstreamSchema.safeParse({
+    name: 'u',
+    endpoints: [{ host: '127.0.0.1', port: 80 }],
+    health_check: { path: `/a${control}` },
+  });
+  assert.equal(upstream.success, false, `health_check.path with U+${control.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  assert.deepEqual(upstream.error!.issues[0]!.path, ['health_check', 'path']);
+  const route = RouteSchema.safeParse({ name: 'r', match: { path: { prefix: `/a${control}` } }, action: { upstream: 'u' } });
+  assert.equal(route.success, false, `match.path.prefix with U+${control.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

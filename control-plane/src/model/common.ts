@@ -145,8 +145,10 @@ export const RegexSchema = boundedText(1024).superRefine((pattern, ctx) => {
 });
 
 /** A URL path as Envoy matches it: starts with '/', no query, fragment or whitespace. */
+// Control characters are refused too: Envoy's health-check path (and any path a
+// request can carry) excludes C0 controls and DEL.
 export const PathSchema = boundedText(1024)
-  .regex(/^\/[^\s?#]*$/, "must start with '/' and contain no whitespace, '?' or '#'");
+  .regex(/^\/[^\s?#\x00-\x1f\x7f]*$/, "must start with '/' and contain no whitespace, control characters, '?' or '#'");
 
 /** Milliseconds, as whole numbers. */
 export function millis(max: number) {
