@@ -125,13 +125,80 @@ test('a route without auth settings in its context is refused (fail closed)', as
   assert.equal(res.denied_response?.status?.code, 'Forbidden');
 });
 
+// ---- API keys in a query parameter (auth.api_key_query) --------------------------
+
+const QUERY_ROUTE = { [AUTHZ_CONTEXT.route]: 'r', [AUTHZ_CONTEXT.authMode]: 'api_key', [AUTHZ_CONTEXT.apiKeyQuery]: 'api_key' };
+
+function checkPath(path: string, headers: Record<string, string> = {}, context: Record<string, string> = QUERY_ROUTE): Promise<CheckResponse> {
+  return new Promise((resolve, reject) => {
+    client.Check({ attributes: { request: { http: { headers, path, method: 'GET' } }, context_extensions: context } }, (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+}
+
+test('an API key in the route\'s query parameter: accepted, and that parameter (only) is removed', async () => {
+  for (const path of [`/x?api_key=${aliceKey.key}`, `/x?a=1&api_key=${aliceKey.key}&b=2`, `/x?api_key=${aliceKey.key.replace('.', '%2E')}`]) {
+    const res = await checkPath(path);
+    assert.equal(res.status?.code ?? 0, 0, path);
+    assert.deepEqual(res.ok_response?.query_parameters_to_remove, ['api_key'], path);
+    assert.equal(headerMap(res.ok_response?.headers as Header[])['x-sluice-consumer'], 'alice', path);
+    assert.ok(!res.ok_response?.headers_to_remove?.includes('x-api-key'), path);
+  }
+});
+
+test('a header key on a query-key route removes no query parameter', async () => {
+  const res = await checkPath('/x?a=1', { 'x-api-key': aliceKey.key });
+  assert.equal(res.status?.code ?? 0, 0);
+  assert.deepEqual(res.ok_response?.query_parameters_to_remove ?? [], []);
+  assert.ok(res.ok_response?.headers_to_remove?.includes('x-api-key'));
+});
+
+test('a query key where the route does not ask for one is not read', async () => {
+  const res = await checkPath(`/x?api_key=${aliceKey.key}`, {}, { [AUTHZ_CONTEXT.route]: 'r', [AUTHZ_CONTEXT.authMode]: 'api_key' });
+  assert.equal(res.denied_response?.status?.code, 'Unauthorized');
+  assert.equal(headerMap(res.denied_response?.headers as Header[])['www-authenticate'], 'Bearer realm="sluice"');
+});
+
+test('ambiguous query keys are refused with 400: repeated, beside a header key, or a lookalike name', async () => {
+  const cases: Array<[string, Record<string, string>, string]> = [
+    [`/x?api_key=${aliceKey.key}&api_key=${aliceKey.key}`, {}, 'send exactly one credential'],
+    [`/x?api_key=${aliceKey.key}`, { 'x-api-key': aliceKey.key }, 'send exactly one credential'],
+    [`/x?api%5Fkey=${aliceKey.key}`, {}, 'the API-key query parameter is spelled ambiguously'],
+    [`/x?API_KEY=${aliceKey.key}`, {}, 'the API-key query parameter is spelled ambiguously'],
+    [`/x?api_key=${aliceKey.key}&Api_Key=x`, {}, 'the API-key query parameter is spelled ambiguously'],
+  ];
+  for (const [path, headers, description] of cases) {
+    const res = await checkPath(path, headers);
+    assert.equal(res.denied_response?.status?.code, 'BadRequest', path);
+    assert.equal(headerMap(res.denied_response?.headers as Header[])['www-authenticate'], `Bearer realm="sluice", error="invalid_request", error_description="${description}"`, path);
+    assert.ok(!JSON.stringify(res).includes(aliceKey.key), `${path}: the key is echoed`);
+  }
+});
+
+test('a malformed or empty query key is refused with 401 invalid_token', async () => {
+  for (const path of ['/x?api_key=%E0%A4%A', '/x?api_key', '/x?api_key=', '/x?api_key=sk_short']) {
+    const res = await checkPath(path);
+    assert.equal(res.denied_response?.status?.code, 'Unauthorized', path);
+    assert.equal(headerMap(res.denied_response?.headers as Header[])['www-authenticate'], 'Bearer realm="sluice", error="invalid_token", error_description="the API key is malformed"', path);
+  }
+});
+
+test('a query-key setting on a JWT route, or an unusable name, is refused (fail closed)', async () => {
+  for (const context of [
+    { ...QUERY_ROUTE, [AUTHZ_CONTEXT.authMode]: 'jwt' },
+    { ...QUERY_ROUTE, [AUTHZ_CONTEXT.apiKeyQuery]: 'api key' },
+  ]) {
+    const res = await checkPath(`/x?api_key=${aliceKey.key}`, {}, context);
+    assert.equal(res.denied_response?.status?.code, 'Forbidden');
+  }
+});
+
 test('a new State drops a revoked key at once; metrics saw every check', async () => {
   service.update({ state: state(2), apiKeys: [] });
   assert.equal(service.revision, 2);
   const res = await check({ 'x-api-key': aliceKey.key });
   assert.equal(res.denied_response?.status?.code, 'Unauthorized');
   const metrics = service.metrics.snapshot();
-  assert.equal(metrics.checks['allow/api_key'], 1);
+  assert.equal(metrics.checks['allow/api_key'], 5);
   assert.equal(metrics.checks['error/no_state'], 1);
   assert.ok((metrics.checks['deny/api_key_unknown'] ?? 0) >= 2);
   assert.equal(metrics.latency.count, Object.values(metrics.checks).reduce((a, b) => a + b, 0));

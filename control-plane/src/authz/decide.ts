@@ -28,8 +28,23 @@ export interface Identity {
 }
 
 export type Decision =
-  | { allow: true; identity: Identity; setHeaders: Array<[string, string]>; removeHeaders: string[]; reason: string }
+  | {
+      allow: true;
+      identity: Identity;
+      setHeaders: Array<[string, string]>;
+      removeHeaders: string[];
+      /** Query parameters removed before the upstream (the API key's, when it came that way). */
+      removeQuery: string[];
+      reason: string;
+    }
   | { allow: false; failure: AuthFailure };
+
+/** What the service reads of a request: lower-cased headers (Envoy lower-cases them) and the path with its query. */
+export interface CheckedRequest {
+  headers: Readonly<Record<string, string>>;
+  /** The request target after Envoy's normalisation, query included, not decoded. */
+  path: string;
+}
 
 export interface CheckContext {
   index: AuthzIndex;
@@ -39,15 +54,21 @@ export interface CheckContext {
   nowMs: number;
 }
 
-type Presented = { kind: 'jwt'; token: string; header: string } | { kind: 'api_key'; key: string; header: string };
+/** Where a credential came from: a header, or (API keys on routes that allow it) a query parameter. */
+type Source = { header: string } | { query: string };
+
+type Presented = { kind: 'jwt'; token: string; header: string } | { kind: 'api_key'; key: string; from: Source };
 
 const AUTH_MODES = new Set(['jwt', 'api_key', 'any']);
 
-/** Lower-cased request headers (Envoy already lower-cases them) and the route's context_extensions. */
-export async function decide(headers: Readonly<Record<string, string>>, context: Readonly<Record<string, string>>, ctx: CheckContext): Promise<Decision> {
+/** The request and the route's context_extensions. */
+export async function decide(request: CheckedRequest, context: Readonly<Record<string, string>>, ctx: CheckContext): Promise<Decision> {
+  const { headers } = request;
   const mode = context[AUTHZ_CONTEXT.authMode];
   if (!mode || !AUTH_MODES.has(mode)) return deny(misconfigured('the route has no auth settings'));
-  const presented = credentialOf(headers);
+  const queryName = context[AUTHZ_CONTEXT.apiKeyQuery];
+  if (queryName !== undefined && (mode === 'jwt' || !isQueryName(queryName))) return deny(misconfigured('the route\'s API-key query parameter is not usable'));
+  const presented = credentialOf(request, queryName);
   if ('failure' in presented) return deny(presented.failure);
   if (!presented.credential) return deny(missingCredential());
   const credential = presented.credential;
@@ -56,7 +77,7 @@ export async function decide(headers: Readonly<Record<string, string>>, context:
   const required = splitList(context[AUTHZ_CONTEXT.scopes]);
   const decision =
     credential.kind === 'api_key'
-      ? checkApiKey(credential.key, credential.header, required, ctx)
+      ? checkApiKey(credential.key, credential.from, required, ctx)
       : await checkJwt(credential.token, credential.header, required, splitList(context[AUTHZ_CONTEXT.jwtProviders]), ctx);
   return decision.allow ? withClientIdentityRemoved(decision, headers) : decision;
 }
@@ -78,10 +99,16 @@ function splitList(value: string | undefined): string[] {
 }
 
 /** The one credential a request carries; two at once is ambiguous and refused. */
-function credentialOf(headers: Readonly<Record<string, string>>): { credential?: Presented } | { failure: AuthFailure } {
+function credentialOf(request: CheckedRequest, queryName: string | undefined): { credential?: Presented } | { failure: AuthFailure } {
+  const { headers } = request;
   const found: Presented[] = [];
   const apiKey = headers[API_KEY_HEADER];
-  if (apiKey !== undefined) found.push({ kind: 'api_key', key: apiKey.trim(), header: API_KEY_HEADER });
+  if (apiKey !== undefined) found.push({ kind: 'api_key', key: apiKey.trim(), from: { header: API_KEY_HEADER } });
+  if (queryName !== undefined) {
+    const inQuery = queryCredential(request.path, queryName);
+    if ('failure' in inQuery) return inQuery;
+    if (inQuery.key !== undefined) found.push({ kind: 'api_key', key: inQuery.key, from: { query: queryName } });
+  }
   const authorization = headers[AUTHORIZATION_HEADER];
   const bearer = authorization === undefined ? undefined : /^Bearer +(\S+) *$/i.exec(authorization);
   if (authorization !== undefined && /^Bearer(?: |$)/i.test(authorization) && !bearer) {
@@ -89,13 +116,57 @@ function credentialOf(headers: Readonly<Record<string, string>>): { credential?:
   }
   if (bearer?.[1] !== undefined) {
     const value = bearer[1];
-    found.push(looksLikeApiKey(value) ? { kind: 'api_key', key: value, header: AUTHORIZATION_HEADER } : { kind: 'jwt', token: value, header: AUTHORIZATION_HEADER });
+    found.push(looksLikeApiKey(value) ? { kind: 'api_key', key: value, from: { header: AUTHORIZATION_HEADER } } : { kind: 'jwt', token: value, header: AUTHORIZATION_HEADER });
   }
   if (found.length > 1) return { failure: invalidRequest('send exactly one credential', 'multiple_credentials') };
   return found[0] ? { credential: found[0] } : {};
 }
 
-function checkApiKey(key: string, header: string, required: readonly string[], ctx: CheckContext): Decision {
+/** Unreserved URI characters only (the model's rule for auth.api_key_query). */
+function isQueryName(name: string): boolean {
+  return /^[A-Za-z0-9._~-]{1,64}$/.test(name);
+}
+
+/**
+ * The API key in the route's query parameter, read the way Envoy reads the query
+ * when it removes parameters (split on & and the first =, names compared without
+ * decoding), so the parameter used is exactly the one Envoy strips. A name that
+ * only decodes or case-folds to it (api%5Fkey, API_KEY) is refused rather than
+ * passed on to an upstream that might read it leniently, and so is a repeat.
+ */
+function queryCredential(path: string, name: string): { key?: string } | { failure: AuthFailure } {
+  const start = path.indexOf('?');
+  if (start < 0) return {};
+  const values: string[] = [];
+  for (const param of path.slice(start + 1).split('&')) {
+    const equals = param.indexOf('=');
+    const rawName = equals < 0 ? param : param.slice(0, equals);
+    const value = equals < 0 ? '' : param.slice(equals + 1);
+    if (rawName === name) values.push(value);
+    else if (lenientName(rawName) === name.toLowerCase()) {
+      return { failure: invalidRequest('the API-key query parameter is spelled ambiguously', 'api_key_query_ambiguous') };
+    }
+  }
+  if (values.length > 1) return { failure: invalidRequest('send exactly one credential', 'multiple_credentials') };
+  const raw = values[0];
+  if (raw === undefined) return {};
+  try {
+    return { key: decodeURIComponent(raw) };
+  } catch {
+    return { failure: invalidToken('the API key is malformed', 'api_key_malformed') };
+  }
+}
+
+/** A parameter name as a lenient reader might take it: percent-decoded, lower-cased. */
+function lenientName(raw: string): string {
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' ')).toLowerCase();
+  } catch {
+    return raw.toLowerCase();
+  }
+}
+
+function checkApiKey(key: string, from: Source, required: readonly string[], ctx: CheckContext): Decision {
   if (!isWellFormedApiKey(key)) return deny(invalidToken('the API key is malformed', 'api_key_malformed'));
   if (ctx.secret === undefined) return deny(invalidToken('the API key is not valid', 'api_key_unknown'));
   const hash = hashPresentedKey(ctx.secret, key);
@@ -108,11 +179,13 @@ function checkApiKey(key: string, header: string, required: readonly string[], c
   const missing = required.filter((s) => !scopes.includes(s));
   if (missing.length > 0) return deny(insufficientScope(required));
   const identity: Identity = { mode: 'api_key', consumer: entry.consumer.name, credential: entry.credential.name, scopes };
+  const stale = staleIdentityHeaders(identity, [], ctx.index);
   return {
     allow: true,
     identity,
     setHeaders: identityHeaders(identity),
-    removeHeaders: [header, ...staleIdentityHeaders(identity, [], ctx.index)],
+    removeHeaders: 'header' in from ? [from.header, ...stale] : stale,
+    removeQuery: 'query' in from ? [from.query] : [],
     reason: 'api_key',
   };
 }
@@ -141,6 +214,7 @@ async function checkJwt(token: string, header: string, required: readonly string
     identity,
     setHeaders,
     removeHeaders: [header, ...staleIdentityHeaders(identity, setHeaders.map(([name]) => name), ctx.index)],
+    removeQuery: [],
     reason: 'jwt',
   };
 }

@@ -29,6 +29,8 @@ export function checkResponse(decision: Decision): CheckResponse {
     ok_response: {
       headers: decision.setHeaders.map(([name, value]) => overwrite(name, value)),
       headers_to_remove: decision.removeHeaders,
+      // Envoy rewrites :path without these before the request goes upstream.
+      query_parameters_to_remove: decision.removeQuery.length > 0 ? decision.removeQuery : undefined,
     },
     dynamic_metadata: identityMetadata(decision.identity),
   };

@@ -78,7 +78,8 @@ export class AuthzService {
     const attributes = request.attributes ?? {};
     const context = attributes.context_extensions ?? {};
     try {
-      const decision = await decide(attributes.request?.http?.headers ?? {}, context, {
+      const http = attributes.request?.http;
+      const decision = await decide({ headers: http?.headers ?? {}, path: http?.path ?? '/' }, context, {
         index,
         sources: this.sources,
         secret: this.options.secret,
