@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 deps=node_modules/@grpc/grpc-js-xds/deps
 out=control-plane/src/proto/generated
-files=$(grep -oE "'envoy/[^']+\.proto'" control-plane/src/proto/files.ts | tr -d "'" | tr '\n' ' ')
+files=$(grep -oE "'(envoy|ratelimit)/[^']+\.proto'" control-plane/src/proto/files.ts | tr -d "'" | tr '\n' ' ')
 rm -rf "$out"
 node_modules/.bin/proto-loader-gen-types --keepCase --longs=String --enums=String --defaults --oneofs \
   --grpcLib=@grpc/grpc-js --includeComments=false \

@@ -4,7 +4,8 @@
 //   change feed (LISTEN) -> Publisher (load State, translate) -> SnapshotCache
 //   SnapshotCache + NodeRegistry -> ADS server (SotW + delta) -> Envoys
 //   admin API (fastify) -> ConfigStore commits; fleet status from NodeRegistry
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { buildAdminApp } from './admin/app.ts';
 import { configOrExit, type Config } from './config/env.ts';
 import { createLog, createLogger, type Log } from './log.ts';
@@ -12,9 +13,14 @@ import { metricsArePublic } from './admin/metrics.ts';
 import { Publisher } from './publisher.ts';
 import { AuthzService } from './authz/service.ts';
 import { PushStateSource, startRateLimit } from './ratelimit/main.ts';
-import { ControlPlaneMetrics } from './telemetry/index.ts';
+import { ControlPlaneMetrics, exposeAuthz, exposeRateLimit } from './telemetry/index.ts';
+import { LATENCY_BUCKETS_MS as AUTHZ_LATENCY_BUCKETS_MS } from './authz/metrics.ts';
+import { STORE_LATENCY_BUCKETS_MS } from './ratelimit/metrics.ts';
 import { ChangeFeed } from './store/change-feed.ts';
+import { RolloutController } from './rollout/controller.ts';
+import { FleetWindow } from './telemetry/fleet-window.ts';
 import { ConfigStore } from './store/config-store.ts';
+import { FleetStatusWriter, remoteFleetNodes, remoteNodesBehind } from './store/fleet-status.ts';
 import { migrate } from './store/migrate.ts';
 import { startDatabase } from './store/postgres.ts';
 import { createPrisma, type PrismaClient } from './store/prisma.ts';
@@ -46,10 +52,18 @@ async function main(): Promise<void> {
   const prisma = createPrisma(db.url);
   closers.push(() => prisma.$disconnect());
   await ensureBootstrapToken(prisma, config, log);
-  const store = new ConfigStore(prisma);
+  const store = new ConfigStore(prisma, config.revisionHistory, (err) => log.warn('sluice: pruning revision history failed', { error: String(err) }));
+  const stopPruning = store.startPruning(); // hourly; writes also trigger one every 50 commits
+  closers.push(async () => stopPruning());
 
   const cache = new SnapshotCache();
   const registry = new NodeRegistry();
+  // Node status shared with the other replicas through Postgres (batched; a lease per replica).
+  const replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const fleetStatus = new FleetStatusWriter({ prisma, replicaId, nodes: () => registry.list(), log });
+  registry.onChange(() => fleetStatus.changed());
+  await fleetStatus.start();
+  closers.push(() => fleetStatus.stop());
   const telemetry = new ControlPlaneMetrics({ fleet: registry });
   const ads = new AdsServer({ cache, registry, log, observer: telemetry.xds, tls: config.xdsTls, limits: { maxReceiveBytes: config.xdsMaxReceiveBytes } });
   const xdsPort = await ads.listen(config.xdsHost, config.xdsPort);
@@ -74,8 +88,13 @@ async function main(): Promise<void> {
     port: config.ratelimitPort,
     domain: RATELIMIT_DOMAIN,
     log,
+    // Answer (allow or deny per policy) well before Envoy gives up on the service.
+    storeTimeoutMs: Math.floor(config.ratelimitTimeoutMs / 2),
   });
   closers.push(() => rateLimit.close());
+  // Their plain counters, read at each /metrics scrape.
+  exposeAuthz(telemetry.registry, () => authz.metrics.snapshot(), AUTHZ_LATENCY_BUCKETS_MS);
+  exposeRateLimit(telemetry.registry, () => rateLimit.service.metrics.snapshot(), STORE_LATENCY_BUCKETS_MS);
   log.info('sluice: request-path services listening', { authz: authzPort, ratelimit: rateLimit.port, counters: config.redisUrl ? 'redis' : 'memory' });
 
   const publisher = new Publisher({
@@ -89,8 +108,8 @@ async function main(): Promise<void> {
     translateOptions: {
       listenerPort: config.gatewayPort,
       listenerAddress: config.gatewayAddress,
-      authz: { clusterName: 'sluice_authz', host: config.authzHost, port: authzPort },
-      ratelimit: { clusterName: 'sluice_ratelimit', host: config.ratelimitHost, port: rateLimit.port, domain: RATELIMIT_DOMAIN },
+      authz: { clusterName: 'sluice_authz', host: config.authzHost, port: authzPort, timeoutMs: config.authzTimeoutMs },
+      ratelimit: { clusterName: 'sluice_ratelimit', host: config.ratelimitHost, port: rateLimit.port, domain: RATELIMIT_DOMAIN, timeoutMs: config.ratelimitTimeoutMs },
       edge: config.gatewayEdge,
       accessLog: config.gatewayAccessLog,
       tracing: {
@@ -107,8 +126,20 @@ async function main(): Promise<void> {
   await feed.start();
   closers.push(() => feed.stop());
 
+  // Automated canary rollouts judge the fleet stats window. It must be the same
+  // FleetWindow the metrics_service sink feeds (telemetry/metrics-sink.ts).
+  const fleetStats = new FleetWindow();
+  const rollouts = new RolloutController({ prisma, store, stats: fleetStats, log });
+  await rollouts.start(); // continues rollouts a previous process left running (rollout/controller.ts)
+  closers.push(() => rollouts.stop());
   const admin = buildAdminApp({
-    store, prisma, registry, secret: config.secret, logger,
+    store, prisma, registry, secret: config.secret, logger, rollouts,
+    sharedFleet: {
+      replicaId,
+      remote: () => remoteFleetNodes(prisma, replicaId),
+      remoteBehind: (revision, localNodeIds) => remoteNodesBehind(prisma, replicaId, revision, localNodeIds),
+    },
+    readiness: { feedConnected: () => feed.connected, headRevision: () => store.currentRevision(), publishedRevision: () => publisher.published },
     metrics: { metrics: telemetry, public: metricsArePublic(config.adminHost, config.metricsPublic) },
   });
   await admin.listen({ host: config.adminHost, port: config.adminPort });

@@ -94,7 +94,7 @@ export class Publisher {
     const started = performance.now();
     const resources = translate(state, this.options.translateOptions, this.translationCache);
     this.options.metrics?.translated(performance.now() - started);
-    const snapshot = makeSnapshot(state.revision, [...resources.clusters, ...resources.endpoints, ...resources.listeners, ...resources.routes]);
+    const snapshot = makeSnapshot(state.revision, [...resources.clusters, ...resources.endpoints, ...resources.listeners, ...resources.routes, ...resources.ratelimitConfigs]);
     this.options.cache.setSnapshot(SnapshotCache.DEFAULT_GROUP, snapshot);
     this.published = Math.max(this.published, state.revision);
     this.options.metrics?.published(state.revision, performance.now() - (loadStarted ?? started));

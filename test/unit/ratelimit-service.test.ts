@@ -146,9 +146,9 @@ test('Redis down: allow policies admit, deny policies refuse with 429 problem+js
     domain: 'sluice',
     log,
     storeTimeoutMs: 2_000,
-    failureMode: (policy) => (policy.name === 'burst' ? 'deny' : 'allow'),
   });
-  service.setState(state(1, POLICIES));
+  // The policies' own on_error decides: 'burst' refuses, the others admit.
+  service.setState(state(1, POLICIES.map((p) => (p.name === 'burst' ? { ...p, on_error: 'deny' } : p))));
   const allowPolicy = () => service.shouldRateLimit(request(descriptor('per-route', ['route', 'outage'])));
   const denyPolicy = () => service.shouldRateLimit(request(descriptor('burst', ['route', 'outage'])));
   try {
@@ -192,8 +192,8 @@ test('a slow store is an error after the bounded timeout, and the failure mode a
   const runner = new IoredisRunner(redis.url, { commandTimeoutMs: 120_000 });
   assert.ok(await runner.connect());
   const log = new MemoryLog();
-  const service = new RateLimitService({ store: new RedisCounterStore(runner), domain: 'sluice', log, storeTimeoutMs: 200, failureMode: () => 'deny' });
-  service.setState(state(1, POLICIES));
+  const service = new RateLimitService({ store: new RedisCounterStore(runner), domain: 'sluice', log, storeTimeoutMs: 200 });
+  service.setState(state(1, POLICIES.map((p) => ({ ...p, on_error: 'deny' }))));
   const call = () => service.shouldRateLimit(request(descriptor('per-route', ['route', 'slow'])));
   try {
     assert.equal((await call()).overall_code, 'OK');

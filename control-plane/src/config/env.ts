@@ -33,8 +33,12 @@ export interface Config extends XdsTransportConfig {
   bootstrapToken: string | undefined;
   authzHost: string;
   authzPort: number;
+  /** How long Envoy waits for the authz service before the route's auth.on_error applies. */
+  authzTimeoutMs: number;
   ratelimitHost: string;
   ratelimitPort: number;
+  /** Envoy's deadline for the rate-limit service (RATELIMIT_TIMEOUT_MS). */
+  ratelimitTimeoutMs: number;
   /** Redis for rate-limit counters; undefined means in-memory counters. */
   redisUrl: string | undefined;
   /** HMAC key for API-key hashes; undefined means keys cannot be created. */
@@ -48,6 +52,14 @@ export interface Config extends XdsTransportConfig {
   traceSamplingPercent: number | undefined;
   /** METRICS_PUBLIC=true: /metrics needs no token even when the admin API is not on loopback. */
   metricsPublic: boolean;
+  /** Revision checkpoints and retention (SLUICE_REVISION_*, SLUICE_AUDIT_RETAIN_DAYS); see store/revision-history.ts. */
+  revisionHistory: {
+    checkpointEveryRevisions: number;
+    checkpointEveryBytes: number;
+    retainRevisions: number;
+    retainMs: number;
+    auditRetainMs: number;
+  };
 }
 
 /** Overrides of the gateway listener's edge limits (same names as translate/'s EdgeOptions). */
@@ -135,8 +147,14 @@ const schema = z.object({
   SLUICE_BOOTSTRAP_TOKEN: optional(z.string().min(24, { error: 'expected at least 24 characters when set' })),
   AUTHZ_HOST: optional(host).default('127.0.0.1'),
   AUTHZ_PORT: optional(port).default(9191),
+  // Envoy's ext_authz deadline; past it a route's auth.on_error decides (deny: 503).
+  AUTHZ_TIMEOUT_MS: optional(intIn(10, 60_000)).default(500),
   RATELIMIT_HOST: optional(host).default('127.0.0.1'),
   RATELIMIT_PORT: optional(port).default(8081),
+  // Envoy's rate-limit deadline; past it a route's policies' on_error decides
+  // (any deny: 503). 500 ms: well above a loaded 2-core machine's gRPC round trip,
+  // so a busy service is waited for instead of admitted past (over-admitting).
+  RATELIMIT_TIMEOUT_MS: optional(intIn(10, 60_000)).default(500),
   REDIS_URL: optional(url(['redis:', 'rediss:'], 'Redis')),
   SLUICE_SECRET: optional(z.string().min(32, { error: 'expected at least 32 characters when set' })),
   // An absolute path, or 'off'; unset means stdout.
@@ -151,6 +169,16 @@ const schema = z.object({
   ),
   GATEWAY_TRACE_SAMPLING_PERCENT: optional(intIn(0, 100)),
   METRICS_PUBLIC: optional(z.enum(['true', 'false'], { error: "expected 'true' or 'false'" })).default('false'),
+  // Revision history (store/revision-history.ts). A full checkpoint every N
+  // revisions or M bytes of change sets (defaults 100 and 5 MiB); revisions kept
+  // while among the newest SLUICE_REVISION_RETAIN (default 1000) and younger than
+  // SLUICE_REVISION_RETAIN_DAYS (default 30); 0 turns a limit off. The audit log
+  // has its own, longer retention (default 365 days; 0: forever).
+  SLUICE_REVISION_CHECKPOINT_EVERY: optional(intIn(1, 100_000)).default(100),
+  SLUICE_REVISION_CHECKPOINT_BYTES: optional(intIn(65_536, 1_073_741_824)).default(5 * 1024 * 1024),
+  SLUICE_REVISION_RETAIN: optional(intIn(0, 100_000_000)).default(1000),
+  SLUICE_REVISION_RETAIN_DAYS: optional(intIn(0, 36_500)).default(30),
+  SLUICE_AUDIT_RETAIN_DAYS: optional(intIn(0, 36_500)).default(365),
   LOG_LEVEL: optional(
     z.preprocess(
       (v) => (typeof v === 'string' ? v.toLowerCase() : v),
@@ -203,8 +231,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bootstrapToken: e.SLUICE_BOOTSTRAP_TOKEN,
     authzHost: e.AUTHZ_HOST,
     authzPort: e.AUTHZ_PORT,
+    authzTimeoutMs: e.AUTHZ_TIMEOUT_MS,
     ratelimitHost: e.RATELIMIT_HOST,
     ratelimitPort: e.RATELIMIT_PORT,
+    ratelimitTimeoutMs: e.RATELIMIT_TIMEOUT_MS,
     redisUrl: e.REDIS_URL,
     secret: e.SLUICE_SECRET,
     logLevel: e.LOG_LEVEL,
@@ -212,6 +242,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     otlpCollector: hostPort(e.GATEWAY_OTLP_ADDRESS),
     traceSamplingPercent: e.GATEWAY_TRACE_SAMPLING_PERCENT,
     metricsPublic: e.METRICS_PUBLIC === 'true',
+    revisionHistory: {
+      checkpointEveryRevisions: e.SLUICE_REVISION_CHECKPOINT_EVERY,
+      checkpointEveryBytes: e.SLUICE_REVISION_CHECKPOINT_BYTES,
+      retainRevisions: e.SLUICE_REVISION_RETAIN,
+      retainMs: e.SLUICE_REVISION_RETAIN_DAYS * 86_400_000,
+      auditRetainMs: e.SLUICE_AUDIT_RETAIN_DAYS * 86_400_000,
+    },
     ...transport.data,
   };
 }

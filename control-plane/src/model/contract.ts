@@ -33,6 +33,8 @@ export const AUTHZ_CONTEXT = {
   scopes: 'sluice_scopes',
   /** Allowed JWT provider names, space-separated (absent: any provider). */
   jwtProviders: 'sluice_jwt_providers',
+  /** Query parameter that may carry the API key (absent: headers only); removed before the upstream. */
+  apiKeyQuery: 'sluice_api_key_query',
 } as const;
 
 /** Dynamic-metadata namespace Envoy stores ext_authz CheckResponse.dynamic_metadata under. */

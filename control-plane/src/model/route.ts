@@ -268,6 +268,9 @@ export const HeaderMutationSchema = z
 export const AUTH_MODES = ['none', 'jwt', 'api_key', 'any'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
 
+/** What a route does when the authz service cannot answer (see AuthSchema.on_error). */
+export const AUTH_ON_ERROR = ['deny', 'allow'] as const;
+
 export const ScopeSchema = z
   .string()
   .min(1)
@@ -289,11 +292,33 @@ export const AuthSchema = z
       .min(1)
       .superRefine(uniqueBy((p) => p, 'provider'))
       .optional(),
+    /**
+     * When the authz service cannot be asked (down, timed out): deny (absent; the
+     * request gets ext_authz's status_on_error) or allow (the request goes upstream
+     * unauthenticated, with no identity headers).
+     */
+    on_error: z.enum(AUTH_ON_ERROR).optional(),
+    /**
+     * A query parameter that may carry the API key (absent: keys only in headers).
+     * Unreserved URI characters only, so its name has one spelling; the parameter is
+     * removed before the request goes upstream.
+     */
+    api_key_query: z.string().regex(/^[A-Za-z0-9._~-]{1,64}$/, 'must be 1-64 unreserved URI characters (letters, digits, . _ ~ -)').optional(),
   })
   .strict()
   .superRefine((auth, ctx) => {
     if (auth.mode === 'none' && auth.scopes.length > 0) {
       ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'scopes need an auth mode other than none' });
+    }
+    if (auth.mode === 'none' && auth.on_error !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['on_error'], message: 'on_error needs an auth mode other than none' });
+    }
+    if ((auth.mode === 'none' || auth.mode === 'jwt') && auth.api_key_query !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['api_key_query'], message: 'api_key_query applies only to auth modes api_key and any' });
+    }
+    if (auth.on_error === 'allow' && auth.api_key_query !== undefined) {
+      // Failing open, nobody would remove the key from the path: it would reach the upstream.
+      ctx.addIssue({ code: 'custom', path: ['api_key_query'], message: 'api_key_query needs on_error deny (failing open would pass the key to the upstream)' });
     }
     if ((auth.mode === 'none' || auth.mode === 'api_key') && auth.jwt_providers) {
       ctx.addIssue({ code: 'custom', path: ['jwt_providers'], message: 'jwt_providers apply only to auth modes jwt and any' });
@@ -345,6 +370,12 @@ const RouteBaseSchema = z
     rate_limits: z
       .array(NameSchema)
       .max(8)
+      .superRefine(uniqueBy((p) => p, 'rate-limit policy'))
+      .default([]),
+    /** Gateway-scoped RateLimitPolicy names that do not apply to this route. */
+    rate_limit_opt_out: z
+      .array(NameSchema)
+      .max(64)
       .superRefine(uniqueBy((p) => p, 'rate-limit policy'))
       .default([]),
     cors: CorsSchema.optional(),

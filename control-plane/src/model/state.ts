@@ -80,6 +80,7 @@ export function validateState(state: State): Issue[] {
   state.routes.forEach((route, index) => {
     const at = (...path: (string | number)[]) => ['routes', index, ...path];
     issues.push(...routeReferenceIssues(route, upstreams, policies, providers, at));
+    issues.push(...optOutIssues(route, state.rate_limit_policies, at));
   });
   issues.push(...ambiguousRoutes(state.routes));
   issues.push(...credentialIssues(state));
@@ -124,6 +125,24 @@ function routeReferenceIssues(route: Route, upstreams: Set<string>, policies: Se
   if (route.auth.mode === 'jwt' && providers.size === 0) {
     issues.push({ path: at('auth', 'mode'), message: 'auth mode jwt needs at least one JWT provider' });
   }
+  return issues;
+}
+
+/**
+ * A route opts out of gateway-scoped policies only: opting out of a route-scoped
+ * one (it applies only where listed) or of one the route also lists would be a
+ * no-op or a contradiction, so either is reported rather than silently ignored.
+ */
+function optOutIssues(route: Route, policies: State['rate_limit_policies'], at: At): Issue[] {
+  const scopes = new Map(policies.map((p) => [p.name, p.scope]));
+  const issues: Issue[] = [];
+  route.rate_limit_opt_out.forEach((name, i) => {
+    const scope = scopes.get(name);
+    const path = at('rate_limit_opt_out', i);
+    if (scope === undefined) issues.push({ path, message: `unknown rate-limit policy '${name}'` });
+    else if (scope !== 'gateway') issues.push({ path, message: `rate-limit policy '${name}' is not gateway-scoped; only gateway policies can be opted out of` });
+    else if (route.rate_limits.includes(name)) issues.push({ path, message: `rate-limit policy '${name}' is both listed in rate_limits and opted out of` });
+  });
   return issues;
 }
 

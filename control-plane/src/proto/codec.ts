@@ -19,6 +19,9 @@ import type { CorsPolicy } from './generated/envoy/extensions/filters/http/cors/
 import type { ExtAuthz } from './generated/envoy/extensions/filters/http/ext_authz/v3/ExtAuthz.ts';
 import type { ExtAuthzPerRoute } from './generated/envoy/extensions/filters/http/ext_authz/v3/ExtAuthzPerRoute.ts';
 import type { RateLimit } from './generated/envoy/extensions/filters/http/ratelimit/v3/RateLimit.ts';
+import type { RateLimitPerRoute } from './generated/envoy/extensions/filters/http/ratelimit/v3/RateLimitPerRoute.ts';
+import type { FilterConfig } from './generated/envoy/config/route/v3/FilterConfig.ts';
+import type { RateLimitConfig as RlsConfig } from './generated/ratelimit/config/ratelimit/v3/RateLimitConfig.ts';
 import type { LocalRateLimit } from './generated/envoy/extensions/filters/http/local_ratelimit/v3/LocalRateLimit.ts';
 import type { JwtAuthentication } from './generated/envoy/extensions/filters/http/jwt_authn/v3/JwtAuthentication.ts';
 import type { UpstreamTlsContext } from './generated/envoy/extensions/transport_sockets/tls/v3/UpstreamTlsContext.ts';
@@ -41,7 +44,7 @@ export type {
   HttpConnectionManager, Router, Cors, CorsPolicy, ExtAuthz, ExtAuthzPerRoute, RateLimit,
   LocalRateLimit, JwtAuthentication, UpstreamTlsContext, HttpProtocolOptions,
   CheckRequest, CheckResponse, RateLimitRequest, RateLimitResponse, Any, HeaderMutation,
-  Route, VirtualHost, FileAccessLog, StdoutAccessLog, OpenTelemetryConfig,
+  Route, VirtualHost, FileAccessLog, StdoutAccessLog, OpenTelemetryConfig, RlsConfig,
 };
 
 /** Message full name -> its TypeScript input type. The one list of what Sluice encodes. */
@@ -61,6 +64,10 @@ export interface EnvoyMessages {
   'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz': ExtAuthz;
   'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute': ExtAuthzPerRoute;
   'envoy.extensions.filters.http.ratelimit.v3.RateLimit': RateLimit;
+  'envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute': RateLimitPerRoute;
+  'envoy.config.route.v3.FilterConfig': FilterConfig;
+  /** Sluice's own definition (proto/ratelimit/...): envoyproxy/ratelimit's xDS config resource. */
+  'ratelimit.config.ratelimit.v3.RateLimitConfig': RlsConfig;
   'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit': LocalRateLimit;
   'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication': JwtAuthentication;
   'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext': UpstreamTlsContext;

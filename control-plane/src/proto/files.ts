@@ -21,4 +21,9 @@ export const ENVOY_PROTO_FILES: readonly string[] = [
   'envoy/extensions/access_loggers/file/v3/file.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
   'envoy/config/trace/v3/opentelemetry.proto',
+  // Envoy's stats sink stream; it imports io/prometheus/client/metrics.proto, Sluice's own (top-level proto/).
+  'envoy/service/metrics/v3/metrics_service.proto',
+  'envoy/config/metrics/v3/metrics_service.proto',
+  // Sluice's own (top-level proto/): envoyproxy/ratelimit's xDS config resource.
+  'ratelimit/config/ratelimit/v3/rls_conf.proto',
 ];

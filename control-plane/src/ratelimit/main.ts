@@ -9,12 +9,12 @@ import { readFile } from 'node:fs/promises';
 import { unwatchFile, watchFile } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { parseState, type RateLimitPolicy, type State } from '../model/index.ts';
+import { parseState, type State } from '../model/index.ts';
 import { IoredisRunner } from './ioredis-runner.ts';
 import { MemoryCounterStore } from './memory-store.ts';
 import { RedisCounterStore } from './redis-store.ts';
 import { RateLimitServer } from './server.ts';
-import { RateLimitService, type FailureMode, type RateLimitLog } from './service.ts';
+import { RateLimitService, type RateLimitLog } from './service.ts';
 import type { CounterStore } from './store.ts';
 
 /** Where the service's State comes from: the composition root's feed, a file, a test. */
@@ -99,7 +99,7 @@ export interface StartRateLimitOptions {
   port: number;
   domain: string;
   log: RateLimitLog;
-  failureMode?: (policy: RateLimitPolicy) => FailureMode;
+  /** Longest wait for Redis (default: the service's); keep it under Envoy's RATELIMIT_TIMEOUT_MS. */
   storeTimeoutMs?: number;
 }
 
@@ -115,7 +115,6 @@ export async function startRateLimit(options: StartRateLimitOptions): Promise<Ru
     store,
     domain: options.domain,
     log: options.log,
-    ...(options.failureMode ? { failureMode: options.failureMode } : {}),
     ...(options.storeTimeoutMs !== undefined ? { storeTimeoutMs: options.storeTimeoutMs } : {}),
   });
   await options.source.start((state) => service.setState(state));

@@ -19,13 +19,9 @@ export interface RateLimitLog {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-/**
- * A policy's failure mode. The model has no `on_error` field yet; until it does,
- * every policy is `allow` unless the policy object carries `on_error: 'deny'`
- * (read defensively so this keeps working when the field arrives).
- */
+/** A policy's failure mode: its `on_error` (model default `allow`). */
 export function policyFailureMode(policy: RateLimitPolicy): FailureMode {
-  return (policy as { on_error?: unknown }).on_error === 'deny' ? 'deny' : 'allow';
+  return policy.on_error;
 }
 
 export interface RateLimitServiceOptions {
@@ -34,15 +30,21 @@ export interface RateLimitServiceOptions {
   domain: string;
   log?: RateLimitLog;
   metrics?: RateLimitMetrics;
-  /** Default policyFailureMode. */
-  failureMode?: (policy: RateLimitPolicy) => FailureMode;
   /**
    * Longest wait for the store. Must stay under Envoy's ratelimit filter timeout
-   * (100 ms, translate/filters.ts) so a `deny` policy's refusal reaches Envoy
-   * before Envoy gives up and admits. Default 50 ms.
+   * (RATELIMIT_TIMEOUT_MS, translate/filters.ts) so the policies' own failure
+   * modes decide, not Envoy's per-route fallback. Default DEFAULT_STORE_TIMEOUT_MS.
    */
   storeTimeoutMs?: number;
 }
+
+/**
+ * Half of Envoy's default deadline (RATELIMIT_TIMEOUT_MS, 500 ms): a Redis round
+ * trip on a loaded machine (GC, a busy CPU) is waited for, since giving up early
+ * admits an allow policy's request uncounted; the other half leaves room for
+ * the answer to reach Envoy in time.
+ */
+export const DEFAULT_STORE_TIMEOUT_MS = 250;
 
 const silentLog: RateLimitLog = { info: () => undefined, error: () => undefined };
 
@@ -52,15 +54,13 @@ export class RateLimitService {
   private revision: number | undefined;
   private storeHealthy = true;
   private readonly log: RateLimitLog;
-  private readonly failureMode: (policy: RateLimitPolicy) => FailureMode;
   private readonly storeTimeoutMs: number;
 
   constructor(private readonly options: RateLimitServiceOptions) {
     if (!DOMAIN_PATTERN.test(options.domain)) throw new Error(`rate-limit domain '${options.domain}' must match ${DOMAIN_PATTERN}`);
     this.metrics = options.metrics ?? new RateLimitMetrics();
     this.log = options.log ?? silentLog;
-    this.failureMode = options.failureMode ?? policyFailureMode;
-    this.storeTimeoutMs = options.storeTimeoutMs ?? 50;
+    this.storeTimeoutMs = options.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
   }
 
   /** Takes the policies of a new revision; the next request uses them. */
@@ -109,9 +109,9 @@ export class RateLimitService {
 
   /** Without counts: refused when any policy involved says deny, else admitted. */
   private failed(request: RateLimitRequest, counters: readonly PlannedCounter[]): RateLimitResponse {
-    const denying = counters.find((counter) => this.failureMode(counter.policy) === 'deny');
+    const denying = counters.find((counter) => policyFailureMode(counter.policy) === 'deny');
     for (const counter of counters) {
-      this.metrics.recordDecision(counter.policy.name, this.failureMode(counter.policy) === 'deny' ? 'error_denied' : 'error_allowed');
+      this.metrics.recordDecision(counter.policy.name, policyFailureMode(counter.policy) === 'deny' ? 'error_denied' : 'error_allowed');
     }
     if (denying) return unavailableResponse(request, denying.policy.name);
     return { overall_code: 'OK', statuses: (request.descriptors ?? []).map(() => ({ code: 'OK' })) };

@@ -4,11 +4,26 @@
 //   header_mutation  strips client-sent identity headers, before anything reads them
 //   cors             per-route CorsPolicy in typed_per_filter_config
 //   ext_authz        disabled by default; every route carries ExtAuthzPerRoute:
-//                    {disabled: true} for auth none, else check_settings.context_extensions
-//                    (route name, auth mode, scopes, providers) for the authz service
+//                    {disabled: true} for auth none and on_error allow, else
+//                    check_settings.context_extensions (route name, auth mode, scopes,
+//                    providers, API-key query parameter) for the authz service.
+//                    failure_mode_allow false: an unanswered check is refused with 503.
+//   ext_authz (fail open)  the same filter with failure_mode_allow true, present only
+//                    when some route has auth.on_error allow (failure_mode_allow is a
+//                    filter-level setting); it checks exactly those routes, and is
+//                    {disabled: true} on every other route. Stats under
+//                    ext_authz.fail_open.*. Both put their dynamic metadata under
+//                    envoy.filters.http.ext_authz (Envoy's fixed namespace, whatever
+//                    the filter's name), so rate-limit keys read one place.
 //   local_ratelimit  disabled by default; a per-route token bucket (a per-Envoy shield,
 //                    see localShieldPolicy) in typed_per_filter_config
-//   ratelimit        global limits: RouteAction.rate_limits descriptors per policy
+//   ratelimit        global limits: RouteAction.rate_limits descriptors per policy (the
+//                    route's own and the gateway-scoped ones it did not opt out of);
+//                    failure_mode_deny false: an unreachable service admits.
+//   ratelimit (fail closed)  the same filter with failure_mode_deny true (503), present
+//                    only when some route has an on_error deny policy; on by
+//                    RateLimitPerRoute on exactly those routes, which turn the first
+//                    off (FilterConfig disabled). Stats under ratelimit.fail_closed.*.
 //   router
 import {
   AUTHZ_CONTEXT,
@@ -21,6 +36,7 @@ import {
   type RateLimitPolicy,
   type Route,
   type State,
+  routePolicies,
   claimHeaders,
   isForwarding,
 } from '../model/index.ts';
@@ -28,7 +44,7 @@ import type { Any, HttpConnectionManager } from '../proto/codec.ts';
 import type { RateLimit as RouteRateLimit } from '../proto/generated/envoy/config/route/v3/RateLimit.ts';
 import { FILTER, LOCAL_RATELIMIT_STAT_PREFIX } from './names.ts';
 import { duration, percent, sortedRecord, typed, uint32 } from './util.ts';
-import type { TranslateOptions } from './options.ts';
+import type { AuthzEndpoint, TranslateOptions } from './options.ts';
 
 export type HttpFilter = NonNullable<HttpConnectionManager['http_filters']>[number];
 
@@ -36,8 +52,12 @@ export type HttpFilter = NonNullable<HttpConnectionManager['http_filters']>[numb
 export interface FilterNeeds {
   cors: boolean;
   extAuthz: boolean;
+  /** Some route with auth asks to be let through when the authz service cannot answer. */
+  extAuthzFailOpen: boolean;
   localRateLimit: boolean;
   rateLimit: boolean;
+  /** Some rate-limited route has an on_error deny policy: the fail-closed ratelimit filter is needed. */
+  rateLimitFailClosed: boolean;
 }
 
 /** Lookups the per-route builders need. */
@@ -49,18 +69,26 @@ export interface FilterContext {
   anys: Map<string, Any>;
 }
 
-/** ext_authz gRPC deadline; the authz service answers from memory (JWKS cached). */
-const AUTHZ_TIMEOUT_MS = 500;
-/** Rate-limit gRPC deadline; on timeout the request is let through (failure_mode_deny false). */
-const RATELIMIT_TIMEOUT_MS = 100;
+/** ext_authz gRPC deadline unless options.authz.timeoutMs says; the service answers from memory (JWKS cached). */
+export const DEFAULT_AUTHZ_TIMEOUT_MS = 500;
+/**
+ * Rate-limit gRPC deadline unless options.ratelimit.timeoutMs says (RATELIMIT_TIMEOUT_MS).
+ * Past it, or with the service unreachable, a route follows its policies' on_error:
+ * admitted, or 503 when any of them says deny. Generous on purpose: a timeout on
+ * a busy machine admits uncounted requests on allow routes (over-admitting).
+ */
+export const DEFAULT_RATELIMIT_TIMEOUT_MS = 500;
 
 export function filterNeeds(state: State, options: TranslateOptions, policies: ReadonlyMap<string, RateLimitPolicy>): FilterNeeds {
   const forwarding = state.routes.filter((route) => isForwarding(route.action));
+  const authed = options.authz === undefined ? [] : state.routes.filter((route) => route.auth.mode !== 'none');
   return {
     cors: state.routes.some((route) => route.cors !== undefined),
-    extAuthz: options.authz !== undefined && state.routes.some((route) => route.auth.mode !== 'none'),
+    extAuthz: authed.length > 0,
+    extAuthzFailOpen: authed.some(failsOpen),
     localRateLimit: forwarding.some((route) => localShieldPolicy(route, policies) !== undefined),
     rateLimit: options.ratelimit !== undefined && forwarding.some((route) => knownPolicies(route, policies).length > 0),
+    rateLimitFailClosed: options.ratelimit !== undefined && forwarding.some((route) => failsClosed(route, policies)),
   };
 }
 
@@ -83,9 +111,11 @@ export function strippedHeaders(state: State): string[] {
 export function httpFilters(state: State, needs: FilterNeeds, options: TranslateOptions): HttpFilter[] {
   const filters: HttpFilter[] = [stripIdentityFilter(state)];
   if (needs.cors) filters.push({ name: FILTER.cors, typed_config: typed('envoy.extensions.filters.http.cors.v3.Cors', {}) });
-  if (needs.extAuthz && options.authz) filters.push(extAuthzFilter(options.authz.clusterName));
+  if (needs.extAuthz && options.authz) filters.push(extAuthzFilter(options.authz, false));
+  if (needs.extAuthzFailOpen && options.authz) filters.push(extAuthzFilter(options.authz, true));
   if (needs.localRateLimit) filters.push(localRateLimitFilter());
-  if (needs.rateLimit && options.ratelimit) filters.push(rateLimitFilter(options.ratelimit.clusterName, options.ratelimit.domain));
+  if (needs.rateLimit && options.ratelimit) filters.push(rateLimitFilter(options.ratelimit, false));
+  if (needs.rateLimitFailClosed && options.ratelimit) filters.push(rateLimitFilter(options.ratelimit, true));
   filters.push({ name: FILTER.router, typed_config: typed('envoy.extensions.filters.http.router.v3.Router', {}) });
   return filters;
 }
@@ -119,17 +149,42 @@ function stripIdentityFilter(state: State): HttpFilter {
   };
 }
 
-function extAuthzFilter(clusterName: string): HttpFilter {
+/** True when the route is let through unauthenticated if the authz service cannot answer. */
+function failsOpen(route: Route): boolean {
+  return route.auth.mode !== 'none' && route.auth.on_error === 'allow';
+}
+
+/** The headers credentials come in (authz/decide.ts reads these two). */
+const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'] as const;
+
+/**
+ * Route-level request_headers_to_remove for on_error allow routes: when the check
+ * fails open nobody removed the credential, so the route does (the router applies
+ * it after ext_authz; on a successful check these are already gone). The model
+ * keeps API keys in the query off such routes for the same reason.
+ */
+export function failOpenRemovedHeaders(route: Route): string[] {
+  return failsOpen(route) ? [...CREDENTIAL_HEADERS] : [];
+}
+
+/**
+ * failOpen false: the fail-closed filter (an unanswered check gets 503); true: the
+ * failure_mode_allow twin for on_error allow routes. Envoy lets an errored check
+ * through without calling the service again, so no identity headers are set then
+ * (the listener has already stripped any client copy).
+ */
+function extAuthzFilter(authz: AuthzEndpoint, failOpen: boolean): HttpFilter {
   return {
-    name: FILTER.extAuthz,
+    name: failOpen ? FILTER.extAuthzFailOpen : FILTER.extAuthz,
     // Off unless a route's per-filter config turns it on: unmatched requests (404s) skip authz.
     disabled: true,
     typed_config: typed('envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', {
-      grpc_service: { envoy_grpc: { cluster_name: clusterName }, timeout: duration(AUTHZ_TIMEOUT_MS) },
+      grpc_service: { envoy_grpc: { cluster_name: authz.clusterName }, timeout: duration(authz.timeoutMs ?? DEFAULT_AUTHZ_TIMEOUT_MS) },
       transport_api_version: 'V3',
-      failure_mode_allow: false,
+      failure_mode_allow: failOpen,
       // An unreachable authz service is an outage, not a refusal.
-      status_on_error: { code: 'ServiceUnavailable' },
+      status_on_error: failOpen ? undefined : { code: 'ServiceUnavailable' },
+      stat_prefix: failOpen ? 'fail_open' : undefined,
     }),
   };
 }
@@ -144,19 +199,35 @@ function localRateLimitFilter(): HttpFilter {
   };
 }
 
-function rateLimitFilter(clusterName: string, domain: string): HttpFilter {
+/**
+ * Envoy's failure_mode_deny is per filter, Sluice's on_error per policy. So the
+ * chain carries up to two ratelimit filters with the same domain and service:
+ * the usual one admits when the service cannot answer; the fail-closed one
+ * (off unless a route turns it on) answers 503 then. A route with any deny
+ * policy turns the second on and the first off (the service applies the same
+ * "any deny refuses" rule when Redis is down), so each request still makes one
+ * call, with all its descriptors decided together.
+ */
+function rateLimitFilter(service: NonNullable<TranslateOptions['ratelimit']>, failClosed: boolean): HttpFilter {
   return {
-    name: FILTER.rateLimit,
+    name: failClosed ? FILTER.rateLimitFailClosed : FILTER.rateLimit,
+    ...(failClosed ? { disabled: true } : {}),
     typed_config: typed('envoy.extensions.filters.http.ratelimit.v3.RateLimit', {
-      domain,
-      timeout: duration(RATELIMIT_TIMEOUT_MS),
-      failure_mode_deny: false,
+      domain: service.domain,
+      timeout: duration(service.timeoutMs ?? DEFAULT_RATELIMIT_TIMEOUT_MS),
+      failure_mode_deny: failClosed,
+      ...(failClosed ? { status_on_error: { code: 'ServiceUnavailable' as const }, stat_prefix: 'fail_closed' } : {}),
       rate_limit_service: {
-        grpc_service: { envoy_grpc: { cluster_name: clusterName } },
+        grpc_service: { envoy_grpc: { cluster_name: service.clusterName } },
         transport_api_version: 'V3',
       },
     }),
   };
+}
+
+/** True when one of the route's policies refuses when it cannot be counted. */
+function failsClosed(route: Route, policies: ReadonlyMap<string, RateLimitPolicy>): boolean {
+  return knownPolicies(route, policies).some((policy) => policy.on_error === 'deny');
 }
 
 // ---- route side ----------------------------------------------------------------
@@ -167,11 +238,19 @@ export function perFilterConfig(route: Route, ctx: FilterContext): Record<string
   const cors = route.cors;
   if (ctx.needs.cors && cors) entries.push([FILTER.cors, shared(ctx, ['cors', cors], () => corsPolicy(cors))]);
   if (ctx.needs.extAuthz) {
-    const authz = route.auth.mode === 'none' ? shared(ctx, ['authz-off'], disabledExtAuthz) : extAuthzPerRoute(route);
-    entries.push([FILTER.extAuthz, authz]);
+    // The route is checked by exactly one of the two filters; the other is off for it.
+    const off = shared(ctx, ['authz-off'], disabledExtAuthz);
+    const check = route.auth.mode === 'none' ? off : extAuthzPerRoute(route);
+    const openRoute = failsOpen(route);
+    entries.push([FILTER.extAuthz, openRoute ? off : check]);
+    if (ctx.needs.extAuthzFailOpen) entries.push([FILTER.extAuthzFailOpen, openRoute ? check : off]);
   }
   const shield = ctx.needs.localRateLimit && isForwarding(route.action) ? localShieldPolicy(route, ctx.policies) : undefined;
   if (shield) entries.push([FILTER.localRateLimit, shared(ctx, ['shield', shield], () => localRateLimitPerRoute(shield))]);
+  if (ctx.needs.rateLimitFailClosed && isForwarding(route.action) && failsClosed(route, ctx.policies)) {
+    entries.push([FILTER.rateLimit, shared(ctx, ['ratelimit-off'], filterOff)]);
+    entries.push([FILTER.rateLimitFailClosed, shared(ctx, ['ratelimit-on'], () => typed('envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute', {}))]);
+  }
   return entries.length > 0 ? sortedRecord(entries) : undefined;
 }
 
@@ -209,6 +288,7 @@ function extAuthzPerRoute(route: Route): Any {
   ];
   if (route.auth.scopes.length > 0) context.push([AUTHZ_CONTEXT.scopes, [...route.auth.scopes].sort().join(' ')]);
   if (route.auth.jwt_providers) context.push([AUTHZ_CONTEXT.jwtProviders, [...route.auth.jwt_providers].sort().join(' ')]);
+  if (route.auth.api_key_query !== undefined) context.push([AUTHZ_CONTEXT.apiKeyQuery, route.auth.api_key_query]);
   return typed('envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', {
     check_settings: { context_extensions: sortedRecord(context) },
   });
@@ -253,12 +333,14 @@ function localRateLimitPerRoute(policy: RateLimitPolicy): Any {
   });
 }
 
-/** The route's policies that exist in the State (validated States have all of them). */
+/** Turns a filter off for one route (any filter; its config is ignored). */
+function filterOff(): Any {
+  return typed('envoy.config.route.v3.FilterConfig', { disabled: true });
+}
+
+/** The route's own policies, then the gateway-scoped ones it did not opt out of (model's routePolicies). */
 function knownPolicies(route: Route, policies: ReadonlyMap<string, RateLimitPolicy>): RateLimitPolicy[] {
-  return route.rate_limits.flatMap((name) => {
-    const policy = policies.get(name);
-    return policy ? [policy] : [];
-  });
+  return routePolicies(route, policies);
 }
 
 /**

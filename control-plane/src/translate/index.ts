@@ -14,6 +14,7 @@ import { type TranslateOptions, edgeOptions } from './options.ts';
 import { type TranslationCache, encodeRouteConfiguration } from './route-config.ts';
 import type { RouteContext } from './routes.ts';
 import { traceContext } from './tracing.ts';
+import { RATELIMIT_CONFIG_MESSAGE, rateLimitConfigs } from './ratelimit-config.ts';
 import { compareStrings, contentVersion, sortedBy } from './util.ts';
 
 export { type TranslateOptions, type ServiceEndpoint, type EdgeOptions, type AccessLogOptions, type TracingOptions, EDGE_DEFAULTS } from './options.ts';
@@ -34,6 +35,12 @@ export interface EnvoyResources {
   routes: XdsResource[];
   clusters: XdsResource[];
   endpoints: XdsResource[];
+  /**
+   * Rate-limit config (ratelimit.config.ratelimit.v3.RateLimitConfig), one per
+   * domain; empty without options.ratelimit. Served on the ADS stream to rate-limit
+   * services (envoyproxy/ratelimit's GRPC_XDS_SOTW); Envoys never ask for it.
+   */
+  ratelimitConfigs: XdsResource[];
 }
 
 /**
@@ -70,6 +77,9 @@ export function translate(state: State, options: TranslateOptions, cache?: Trans
       .filter(usesEds)
       .map((u) => upstreamLoadAssignment(u))
       .map((cla) => resource('envoy.config.endpoint.v3.ClusterLoadAssignment', cla.cluster_name!, cla)),
+    ratelimitConfigs: options.ratelimit
+      ? rateLimitConfigs(state, options.ratelimit.domain).map((config) => resource(RATELIMIT_CONFIG_MESSAGE, config.name!, config))
+      : [],
   };
 }
 

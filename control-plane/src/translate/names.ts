@@ -17,8 +17,12 @@ export const FILTER = {
   headerMutation: 'envoy.filters.http.header_mutation',
   cors: 'envoy.filters.http.cors',
   extAuthz: 'envoy.filters.http.ext_authz',
+  /** A second ext_authz with failure_mode_allow, for routes with auth.on_error allow (see filters.ts). */
+  extAuthzFailOpen: 'sluice.filters.http.ext_authz_fail_open',
   localRateLimit: 'envoy.filters.http.local_ratelimit',
   rateLimit: 'envoy.filters.http.ratelimit',
+  /** A second ratelimit filter with failure_mode_deny, for routes with an on_error deny policy (see filters.ts). */
+  rateLimitFailClosed: 'sluice.filters.http.ratelimit_fail_closed',
   router: 'envoy.filters.http.router',
 } as const;
 

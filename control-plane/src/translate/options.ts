@@ -7,6 +7,15 @@ export interface ServiceEndpoint {
   port: number;
 }
 
+/** The authz service and how long Envoy waits for its answer. */
+export interface AuthzEndpoint extends ServiceEndpoint {
+  /**
+   * ext_authz gRPC deadline (AUTHZ_TIMEOUT_MS; default in filters.ts, 500 ms): past
+   * it the check counts as an error and the route's auth.on_error decides.
+   */
+  timeoutMs?: number;
+}
+
 /**
  * Limits on what a client of the gateway listener may hold or send. The defaults
  * follow Envoy's "Configuring Envoy as an edge proxy" guidance; where it names no
@@ -57,9 +66,12 @@ export interface TranslateOptions {
   /** Default 0.0.0.0. */
   listenerAddress?: string;
   /** The Sluice authz service; without it, routes that need auth answer 503 (fail closed). */
-  authz?: ServiceEndpoint;
-  /** The Sluice rate-limit service; without it, only the local shield limits apply. */
-  ratelimit?: ServiceEndpoint & { domain: string };
+  authz?: AuthzEndpoint;
+  /**
+   * The Sluice rate-limit service; without it, only the local shield limits apply.
+   * timeoutMs: Envoy's deadline for it (default filters.ts DEFAULT_RATELIMIT_TIMEOUT_MS).
+   */
+  ratelimit?: ServiceEndpoint & { domain: string; timeoutMs?: number };
   /**
    * The system CA bundle file, on Envoy's host, that verifies upstream TLS without
    * its own CA (default in clusters.ts: DEFAULT_SYSTEM_CA_FILE).

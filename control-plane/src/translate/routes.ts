@@ -7,7 +7,7 @@ import type { RouteMatch } from '../proto/generated/envoy/config/route/v3/RouteM
 import type { HeaderMatcher } from '../proto/generated/envoy/config/route/v3/HeaderMatcher.ts';
 import type { QueryParameterMatcher } from '../proto/generated/envoy/config/route/v3/QueryParameterMatcher.ts';
 import type { HeaderValueOption } from '../proto/generated/envoy/config/core/v3/HeaderValueOption.ts';
-import { type FilterContext, perFilterConfig, routeRateLimits } from './filters.ts';
+import { type FilterContext, failOpenRemovedHeaders, perFilterConfig, routeRateLimits } from './filters.ts';
 import { clusterName } from './names.ts';
 import { bool, compareStrings, duration, literalHeaderValue, percent, uint32 } from './util.ts';
 
@@ -48,10 +48,12 @@ export function envoyRoutes(route: Route, ctx: RouteContext): EnvoyRoute[] {
 function buildRoute(route: Route, ctx: RouteContext, extraHeaders: HeaderMatcher[], targets: Targets): EnvoyRoute {
   const envoyRoute: EnvoyRoute = {
     name: route.name,
+    // Per-route upstream stats (vhost.<vhost>.route.<name>.*), which the fleet stats sink reads.
+    stat_prefix: route.name,
     match: routeMatch(route, extraHeaders),
     ...actionFields(route, ctx, targets),
     request_headers_to_add: headersToAdd(route.request_headers?.add),
-    request_headers_to_remove: nonEmpty(route.request_headers?.remove),
+    request_headers_to_remove: nonEmpty([...new Set([...(route.request_headers?.remove ?? []), ...failOpenRemovedHeaders(route)])]),
     response_headers_to_add: headersToAdd(route.response_headers?.add),
     response_headers_to_remove: nonEmpty(route.response_headers?.remove),
     typed_per_filter_config: perFilterConfig(route, ctx),

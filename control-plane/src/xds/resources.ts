@@ -7,18 +7,31 @@ export const TYPE = {
   endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
   listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
   route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  /**
+   * Rate-limit config (Sluice's own proto, envoyproxy/ratelimit's wire format):
+   * asked for by rate-limit services, never by Envoys. Independent of the four
+   * Envoy types: no make-before-break ordering, and not needed for an Envoy's sync.
+   */
+  rateLimitConfig: 'type.googleapis.com/ratelimit.config.ratelimit.v3.RateLimitConfig',
 } as const;
 
 export type TypeUrl = (typeof TYPE)[keyof typeof TYPE];
 
 /**
  * Make-before-break order: clusters, then their endpoints, then listeners and
- * the routes that point at them. Pushes always go out in this order.
+ * the routes that point at them. Pushes always go out in this order. The
+ * rate-limit config comes last and waits for nothing (see stream-state.ts).
  */
-export const PUSH_ORDER: readonly TypeUrl[] = [TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route];
+export const PUSH_ORDER: readonly TypeUrl[] = [TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route, TYPE.rateLimitConfig];
 
-/** Types Envoy subscribes to as a wildcard (all resources); the others are named. */
-export const WILDCARD_TYPES: ReadonlySet<string> = new Set([TYPE.cluster, TYPE.listener]);
+/** The types Envoys consume (an Envoy's sync is judged on these). */
+export const ENVOY_TYPES: ReadonlySet<TypeUrl> = new Set([TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route]);
+
+/**
+ * Types subscribed to as a wildcard (all resources) by an empty first request;
+ * the others are named. envoyproxy/ratelimit asks for every RateLimitConfig this way.
+ */
+export const WILDCARD_TYPES: ReadonlySet<string> = new Set([TYPE.cluster, TYPE.listener, TYPE.rateLimitConfig]);
 
 export function isKnownType(typeUrl: string): typeUrl is TypeUrl {
   return (PUSH_ORDER as readonly string[]).includes(typeUrl);

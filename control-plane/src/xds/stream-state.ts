@@ -8,8 +8,11 @@
 //      the endpoints named after them;
 //   3. clusters and endpoints that nothing references any more are removed only
 //      after the client ACKed the new listeners and routes.
+// The rate-limit config type stands apart: it goes out as soon as it is asked
+// for, waits for no other type, and counts toward sync only for a client that
+// asked for it (Envoys never do; a rate-limit service asks for nothing else).
 import {
-  EMPTY_SET, PUSH_ORDER, TYPE, filterSet, sameSet, unionSet,
+  ENVOY_TYPES, EMPTY_SET, PUSH_ORDER, TYPE, filterSet, sameSet, unionSet,
   type ResourceSet, type TypeUrl,
 } from './resources.ts';
 import { snapshotSet, type Snapshot } from './snapshot.ts';
@@ -48,6 +51,8 @@ export type AckResult =
   | { kind: 'stale' };
 
 const CLUSTER_SIDE: ReadonlySet<TypeUrl> = new Set([TYPE.cluster, TYPE.endpoint]);
+/** Types that point at clusters, so wait for them. */
+const ROUTE_SIDE: ReadonlySet<TypeUrl> = new Set([TYPE.listener, TYPE.route]);
 
 export class StreamState {
   readonly types = new Map<TypeUrl, TypeState>();
@@ -86,7 +91,7 @@ export class StreamState {
     for (const type of PUSH_ORDER) {
       const state = this.state(type);
       if (!state.requested || state.inFlight) continue;
-      if (!CLUSTER_SIDE.has(type) && !this.clustersReady(snapshot)) continue;
+      if (ROUTE_SIDE.has(type) && !this.clustersReady(snapshot)) continue;
       const set = this.target(type, snapshot);
       if (state.answered && sameSet(set, state.acked)) continue;
       return { type, set, snapshot };
@@ -96,11 +101,14 @@ export class StreamState {
 
   /** The client holds exactly the snapshot for every type it asked for. */
   isSynced(snapshot: Snapshot): boolean {
+    const envoyClient = [...ENVOY_TYPES].some((type) => this.state(type).requested) || !this.state(TYPE.rateLimitConfig).requested;
     for (const type of PUSH_ORDER) {
       const state = this.state(type);
       if (state.inFlight) return false;
       const wanted = filterSet(snapshotSet(snapshot, type), state.names);
       if (!state.requested) {
+        // Envoys never ask for rate-limit config; a rate-limit service asks for nothing else.
+        if (!ENVOY_TYPES.has(type) || !envoyClient) continue;
         if (wanted.size > 0 && state.names === undefined && type !== TYPE.endpoint) return false;
         continue;
       }
