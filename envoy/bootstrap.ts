@@ -11,6 +11,12 @@ export interface AdsBootstrapOptions {
   /** Control-plane xDS address: an IP (STATIC cluster) or a DNS name (STRICT_DNS). */
   adsHost: string;
   adsPort: number;
+  /**
+   * The other control-plane replicas (same certificate name with TLS). The xds
+   * cluster lists them all, so an Envoy whose replica dies re-opens its ADS
+   * stream on another (round robin moves to the next endpoint on each retry).
+   */
+  adsReplicas?: Array<{ host: string; port: number }>;
   adminPort: number;
   /** Delta xDS (DELTA_GRPC) instead of state-of-the-world (GRPC). */
   delta?: boolean;
@@ -20,6 +26,43 @@ export interface AdsBootstrapOptions {
   maxDownstreamConnections?: number;
   /** Mutual TLS to the control plane (files as Envoy sees them); plaintext when absent. */
   tls?: AdsTlsFiles;
+  /** Stream stats to the control plane's metrics service (fleet traffic stats); on by default, `false` turns it off. */
+  metricsSink?: false | MetricsSinkOptions;
+}
+
+export interface MetricsSinkOptions {
+  /** How often Envoy flushes stats to its sinks (default DEFAULT_STATS_FLUSH_MS). */
+  flushIntervalMs?: number;
+}
+
+/** Envoy's own default stats flush interval: the fleet stats' resolution. */
+export const DEFAULT_STATS_FLUSH_MS = 5_000;
+
+const METRICS_SERVICE_CONFIG = 'envoy.config.metrics.v3.MetricsServiceConfig';
+
+/**
+ * The metrics_service stat sink, over the same cluster as xDS. Tags become
+ * labels (cluster and route names arrive as labels, not inside stat names), and
+ * histograms are sent as cumulative buckets only, which can be merged across
+ * Envoys (quantile summaries cannot).
+ */
+function metricsSink(): JsonValue {
+  return {
+    name: 'envoy.stat_sinks.metrics_service',
+    typed_config: {
+      '@type': `type.googleapis.com/${METRICS_SERVICE_CONFIG}`,
+      transport_api_version: 'V3',
+      grpc_service: { envoy_grpc: { cluster_name: XDS_CLUSTER } },
+      emit_tags_as_labels: true,
+      histogram_emit_mode: 'HISTOGRAM',
+    },
+  };
+}
+
+function statsSinkFields(sink: false | MetricsSinkOptions | undefined): { [key: string]: JsonValue } {
+  if (sink === false) return {};
+  const ms = sink?.flushIntervalMs ?? DEFAULT_STATS_FLUSH_MS;
+  return { stats_sinks: [metricsSink()], stats_flush_interval: `${ms / 1000}s` };
 }
 
 export interface AdsTlsFiles {
@@ -107,6 +150,11 @@ function overloadManager(maxConnections: number): JsonValue {
   };
 }
 
+/** Every control-plane replica the xds cluster lists: the primary first. */
+function adsEndpoints(opts: AdsBootstrapOptions): Array<{ host: string; port: number }> {
+  return [{ host: opts.adsHost, port: opts.adsPort }, ...(opts.adsReplicas ?? [])];
+}
+
 export function adsBootstrap(opts: AdsBootstrapOptions): EnvoyBootstrap {
   const adsSource = { ads: {}, resource_api_version: 'V3' };
   return {
@@ -136,12 +184,12 @@ export function adsBootstrap(opts: AdsBootstrapOptions): EnvoyBootstrap {
         {
           name: XDS_CLUSTER,
           // STATIC needs an IP literal; a hostname (e.g. a Kubernetes Service) needs DNS.
-          type: isIP(opts.adsHost) ? 'STATIC' : 'STRICT_DNS',
+          type: adsEndpoints(opts).every((endpoint) => isIP(endpoint.host)) ? 'STATIC' : 'STRICT_DNS',
           connect_timeout: '1s',
           ...(opts.tls ? { transport_socket: adsTransportSocket(opts.tls, opts.adsHost) } : {}),
           load_assignment: {
             cluster_name: XDS_CLUSTER,
-            endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(opts.adsHost, opts.adsPort) } }] }],
+            endpoints: [{ lb_endpoints: adsEndpoints(opts).map((endpoint) => ({ endpoint: { address: socketAddress(endpoint.host, endpoint.port) } })) }],
           },
           // gRPC needs HTTP/2 to the control plane.
           typed_extension_protocol_options: {
@@ -161,5 +209,6 @@ export function adsBootstrap(opts: AdsBootstrapOptions): EnvoyBootstrap {
     admin: { address: socketAddress(opts.adminHost ?? '127.0.0.1', opts.adminPort) },
     overload_manager: overloadManager(opts.maxDownstreamConnections ?? DEFAULT_MAX_DOWNSTREAM_CONNECTIONS),
     layered_runtime: { layers: [{ name: 'static', static_layer: staticRuntime() }] },
+    ...statsSinkFields(opts.metricsSink),
   };
 }

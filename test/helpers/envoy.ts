@@ -7,7 +7,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { adsBootstrap, type AdsTlsFiles } from '../../envoy/bootstrap.ts';
+import { adsBootstrap, type AdsTlsFiles, type MetricsSinkOptions } from '../../envoy/bootstrap.ts';
 import { freePort, sleep } from './net.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -18,11 +18,15 @@ export const ENVOY_BIN = process.env.SLUICE_ENVOY_BIN ?? path.join(repoRoot, 'en
 export interface StartEnvoyOptions {
   adsPort: number;
   adsHost?: string;
+  /** Further control-plane replicas the xds cluster lists (envoy/bootstrap.ts adsReplicas). */
+  adsReplicas?: Array<{ host: string; port: number }>;
   nodeId?: string;
   nodeCluster?: string;
   delta?: boolean;
   /** Mutual TLS to the ADS server (certificate files); plaintext when absent. */
   tls?: AdsTlsFiles;
+  /** Stats to the control plane's metrics service (bootstrap default: on, every 5 s). */
+  metricsSink?: false | MetricsSinkOptions;
   /** Envoy log level (default `warning`). */
   logLevel?: string;
   extraArgs?: string[];
@@ -196,9 +200,11 @@ async function startOnce(opts: StartEnvoyOptions, nodeId: string): Promise<Envoy
     nodeCluster: opts.nodeCluster ?? 'sluice-test',
     adsHost: opts.adsHost ?? '127.0.0.1',
     adsPort: opts.adsPort,
+    adsReplicas: opts.adsReplicas,
     adminPort,
     delta: opts.delta,
     tls: opts.tls,
+    metricsSink: opts.metricsSink,
   });
   writeFileSync(configFile, JSON.stringify(bootstrap, null, 2));
 

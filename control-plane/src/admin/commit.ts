@@ -5,14 +5,22 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { CommitResult, ConfigStore, Draft } from '../store/config-store.ts';
 import type { NodeRegistry } from '../xds/registry.ts';
 import { actorOf } from './auth.ts';
-import { appliedField, parseWait, type RevisionTracker } from './fleet.ts';
+import { appliedField, parseWait, type RevisionTracker, type SharedFleet } from './fleet.ts';
 import { ProblemError } from './problem.ts';
 
 export interface AdminContext {
   store: ConfigStore;
   registry: NodeRegistry;
   tracker: RevisionTracker;
+  /** The other replicas' nodes, so `?wait=applied` waits for the whole fleet. */
+  sharedFleet?: SharedFleet;
   secret: string | undefined;
+  /** Told how long each store commit took, in seconds (telemetry's commit-latency histogram). */
+  commitObserved?: (seconds: number) => void;
+  /** More POST /v1/routes/<name>:<action> handlers (rollouts.ts adds :rollout). */
+  routeActions?: Record<string, (request: FastifyRequest, reply: FastifyReply, route: string) => Promise<unknown>>;
+  /** Told after an admin commit changed routes, by name (a rollout on one of them aborts). */
+  onRoutesChanged?: (routes: string[], actor: string, revision: number) => Promise<void>;
 }
 
 export const REVISION_HEADER = 'sluice-revision';
@@ -30,9 +38,13 @@ export async function commitWrite(
   plan: (draft: Draft) => void,
 ): Promise<WriteOutcome> {
   const wait = parseWait(request.query); // before committing: a bad ?timeout must not half-succeed
+  const started = performance.now();
   const result = await ctx.store.commit(actorOf(request), message, plan);
+  ctx.commitObserved?.((performance.now() - started) / 1000);
   ctx.tracker.note(result.revision);
-  const applied = await appliedField(ctx.registry, result.revision, wait);
+  const routes = result.diff.filter((d) => d.kind === 'routes').map((d) => d.name);
+  if (result.changed && routes.length > 0) await ctx.onRoutesChanged?.(routes, actorOf(request), result.revision);
+  const applied = await appliedField(ctx.registry, result.revision, wait, ctx.sharedFleet);
   reply.header(REVISION_HEADER, String(result.revision));
   if (applied.applied !== undefined) reply.header('sluice-applied', String(applied.applied));
   return { ...result, ...applied };

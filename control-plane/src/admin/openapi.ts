@@ -91,9 +91,11 @@ function otherPaths(): JsonObject {
     '/v1/config:validate': { post: { summary: 'Validate a config', requestBody: config, responses: { '200': { description: '{valid: true}' }, ...problems(422) } } },
     '/v1/config:diff': { post: { summary: 'What PUT /v1/config would change', requestBody: config, responses: { '200': { description: '{changes}' }, ...problems(422) } } },
     '/v1/revisions': { get: { summary: 'Revision history (newest first; before cursor)', responses: { '200': { description: '{items, next}' } } } },
-    '/v1/revisions/{n}': { get: { summary: 'One revision and its changes', responses: { '200': { description: 'summary + changes' }, ...problems(404) } } },
-    '/v1/revisions/{n}:rollback': { post: { summary: "New revision restoring revision n's config", parameters: waitParams, responses: { '200': { description: '{revision, changed}' }, ...problems(404) } } },
+    '/v1/revisions/{n}': { get: { summary: 'One revision and its changes', responses: { '200': { description: 'summary + changes' }, ...problems(404, 410) } } },
+    '/v1/revisions/{n}:rollback': { post: { summary: "New revision restoring revision n's config", parameters: waitParams, responses: { '200': { description: '{revision, changed}' }, ...problems(404, 410) } } },
     '/v1/fleet': { get: { summary: 'Connected Envoys and what they applied', responses: { '200': { description: 'fleet status' } } } },
+    '/v1/routes/{name}/stats': { get: { summary: "A route's fleet traffic over the rolling window (?since_seconds)", responses: { '200': { description: '{requests, status_2xx, status_4xx, status_5xx, p50_ms, p95_ms, p99_ms}' }, ...problems(400, 404) } } },
+    '/v1/upstreams/{name}/stats': { get: { summary: "An upstream's fleet traffic over the rolling window (?since_seconds)", responses: { '200': { description: '{requests, status_2xx, status_4xx, status_5xx, p50_ms, p95_ms, p99_ms}' }, ...problems(400, 404) } } },
     '/healthz': { get: { summary: 'Liveness (no auth)', security: [], responses: { '200': { description: 'ok' } } } },
   };
 }

@@ -48,6 +48,8 @@ export interface AdsServerOptions {
   limits?: Partial<AdsLimits>;
   /** Told of every stream's pushes, ACKs and NACKs (telemetry's XdsMetrics fits). */
   observer?: XdsObserver;
+  /** More gRPC services on the same port, e.g. the metrics sink Envoy reaches over its xDS cluster. */
+  services?: ReadonlyArray<{ definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }>;
 }
 
 type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
@@ -74,6 +76,7 @@ export class AdsServer {
       DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaRequest, DeltaResponse>) =>
         this.track(new DeltaStream(this.contextFor(call), call, options.recordDeltaSends), call),
     });
+    for (const service of options.services ?? []) this.server.addService(service.definition, service.implementation);
   }
 
   /** Binds to host:port (0 picks a free port) and resolves with the bound port. */
