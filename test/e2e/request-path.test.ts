@@ -88,3 +88,46 @@ test('a rate-limit policy created through the admin API limits the route across 
   assert.ok(admitted <= 3, `at most 3 admitted in the minute: ${statuses.join(',')}`);
   assert.ok(statuses.includes(429), `over the limit answers 429: ${statuses.join(',')}`);
 });
+
+test('limits keyed by consumer × route count each API key\'s consumer separately, and a limit changed through the admin API applies on the next revision', async () => {
+  const writes: Array<[string, unknown]> = [
+    ['/v1/consumers', { name: 'alpha' }],
+    ['/v1/consumers', { name: 'beta' }],
+    ['/v1/rate-limit-policies', { name: 'per-consumer', key: ['consumer', 'route'], limit: { requests: 4, per: 'minute' } }],
+  ];
+  for (const [url, body] of writes) assert.equal((await cp.api('POST', url, body)).status, 201, url);
+  const keyOf = async (name: string, consumer: string) => {
+    const res = await cp.api('POST', '/v1/credentials', { name, consumer, kind: 'api_key' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return String((res.body as { key: string }).key);
+  };
+  const alpha = await keyOf('alpha-key', 'alpha');
+  const beta = await keyOf('beta-key', 'beta');
+  const route = await cp.api('POST', '/v1/routes?wait=applied', {
+    name: 'metered',
+    match: { path: { prefix: '/metered' } },
+    action: { upstream: 'api' },
+    auth: { mode: 'api_key' },
+    rate_limits: ['per-consumer'],
+  });
+  assert.equal(route.status, 201, JSON.stringify(route.body));
+  await until(async () => (await get('/metered', { 'x-api-key': alpha })).status !== 404, 'metered route live');
+
+  // alpha has used at most one request (the poll); its remaining ones run out at 4.
+  const alphaStatuses: number[] = [];
+  for (let i = 0; i < 6; i++) alphaStatuses.push((await get('/metered', { 'x-api-key': alpha })).status);
+  assert.ok(alphaStatuses.includes(429), `alpha is limited: ${alphaStatuses.join(',')}`);
+  assert.ok(alphaStatuses.filter((s) => s === 200).length <= 4, `alpha: at most 4 per minute: ${alphaStatuses.join(',')}`);
+  // beta's counter is its own: exactly 4 admitted, then 429 with the headers clients back off by.
+  const betaResults = [];
+  for (let i = 0; i < 5; i++) betaResults.push(await get('/metered', { 'x-api-key': beta }));
+  assert.deepEqual(betaResults.map((r) => r.status), [200, 200, 200, 200, 429], 'beta is counted separately from alpha');
+  const limited = betaResults[4]!;
+  assert.ok(Number(limited.headers['retry-after']) >= 1, `Retry-After on a 429: ${JSON.stringify(limited.headers)}`);
+  assert.equal(limited.headers['x-ratelimit-limit']?.toString().split(',')[0]?.trim(), '4');
+
+  // Raising the limit through the admin API lets beta through on the next revision: no restart anywhere.
+  const raised = await cp.api('PATCH', '/v1/rate-limit-policies/per-consumer?wait=applied', { limit: { requests: 50, per: 'minute' } }, { 'content-type': 'application/merge-patch+json' });
+  assert.equal(raised.status, 200, JSON.stringify(raised.body));
+  await until(async () => (await get('/metered', { 'x-api-key': beta })).status === 200, 'raised limit admits beta again');
+});
