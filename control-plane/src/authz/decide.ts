@@ -235,9 +235,22 @@ function identityHeaders(identity: Identity): Array<[string, string]> {
  */
 function staleIdentityHeaders(identity: Identity, alsoSet: readonly string[], index: AuthzIndex): string[] {
   const set = new Set([...identityHeaders(identity).map(([name]) => name), ...alsoSet]);
-  const names = new Set<string>([...IDENTITY_HEADERS, ...Object.values(SET_HEADERS)]);
-  for (const provider of index.providers.values()) for (const name of claimHeaders(provider)) names.add(name);
-  return [...names].filter((name) => !set.has(name)).sort();
+  return guardedHeaders(index).filter((name) => !set.has(name));
+}
+
+// The guarded names depend only on the index: worked out once per State, not per check.
+const guardedByIndex = new WeakMap<AuthzIndex, readonly string[]>();
+
+/** Identity headers and every provider's claim-mapped headers, sorted. */
+function guardedHeaders(index: AuthzIndex): readonly string[] {
+  let names = guardedByIndex.get(index);
+  if (!names) {
+    const all = new Set<string>([...IDENTITY_HEADERS, ...Object.values(SET_HEADERS)]);
+    for (const provider of index.providers.values()) for (const name of claimHeaders(provider)) all.add(name);
+    names = [...all].sort();
+    guardedByIndex.set(index, names);
+  }
+  return names;
 }
 
 /** Visible ASCII and spaces only, bounded: what is safe to put in a header value. */

@@ -6,6 +6,7 @@
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput } from 'jose';
 import type { JwtProvider } from '../model/index.ts';
 import type { AuthzMetrics } from './metrics.ts';
+import { VerifiedTokens } from './verified-tokens.ts';
 
 export interface JwksSettings {
   /** Lifetime of a fetched set when the response carries no max-age. */
@@ -40,10 +41,13 @@ export class KeysUnavailableError extends Error {}
 
 export interface KeySource {
   getKey(header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<VerificationKey>;
+  /** Changes whenever the key set does, so a token verified under an older set is verified again. */
+  readonly generation: number;
   close(): void;
 }
 
 export class InlineJwks implements KeySource {
+  readonly generation = 0; // fixed keys: a change of the provider's jwks makes a new source
   private readonly local: LocalSet;
   constructor(jwks: JSONWebKeySet) {
     this.local = createLocalJWKSet(jwks);
@@ -55,6 +59,7 @@ export class InlineJwks implements KeySource {
 }
 
 export class RemoteJwks implements KeySource {
+  generation = 0;
   private local: LocalSet | undefined;
   private staleAt = 0;
   private inflight: Promise<boolean> | undefined;
@@ -118,6 +123,7 @@ export class RemoteJwks implements KeySource {
     try {
       const { jwks, ttlMs } = await this.download();
       this.local = createLocalJWKSet(jwks);
+      this.generation += 1;
       this.staleAt = this.now() + ttlMs;
       this.metrics.recordJwksFetch(this.provider, 'ok');
       this.schedule(ttlMs * REFRESH_AT);
@@ -177,6 +183,8 @@ export function ttlFrom(cacheControl: string | null, settings: JwksSettings): nu
  */
 export class KeySources {
   private sources = new Map<string, { fingerprint: string; source: KeySource }>();
+  /** Tokens already verified under these sources; emptied with every State. */
+  readonly verified = new VerifiedTokens();
 
   constructor(
     private readonly settings: JwksSettings,
@@ -185,6 +193,7 @@ export class KeySources {
   ) {}
 
   update(providers: readonly JwtProvider[]): void {
+    this.verified.clear();
     const next = new Map<string, { fingerprint: string; source: KeySource }>();
     for (const provider of providers) {
       const fingerprint = JSON.stringify([provider.jwks_uri ?? null, provider.jwks ?? null]);
@@ -207,6 +216,7 @@ export class KeySources {
   close(): void {
     for (const entry of this.sources.values()) entry.source.close();
     this.sources.clear();
+    this.verified.clear();
   }
 
   private create(provider: JwtProvider): KeySource | undefined {

@@ -42,7 +42,9 @@ export async function verifyJwt(
   sources: KeySources,
   nowMs: number,
 ): Promise<JwtResult> {
-  const unverified = peek(token);
+  // A token seen before is not decoded again: its entry holds what peek would read.
+  const seen = sources.verified.get(token);
+  const unverified = seen ?? peek(token);
   if (!unverified) return fail('the token is malformed', 'token_malformed');
   const candidates = allowed.filter((p) => p.issuer === unverified.iss);
   if (candidates.length === 0) {
@@ -53,6 +55,8 @@ export async function verifyJwt(
   if (!provider) return fail('the token algorithm is not allowed', 'alg_not_allowed');
   const source = sources.get(provider.name);
   if (!source) return fail('the signing keys are unavailable', 'keys_unavailable');
+  if (seen && sources.verified.valid(token, seen, provider, source, nowMs)) return { ok: true, provider, claims: seen.claims };
+  const generation = source.generation;
   try {
     const { payload } = await jwtVerify(token, (header, jws) => source.getKey(header, jws), {
       issuer: provider.issuer,
@@ -65,6 +69,10 @@ export async function verifyJwt(
     // jose checks iat only together with maxTokenAge; a token from the future is refused here.
     if (typeof payload.iat === 'number' && payload.iat > nowMs / 1000 + provider.clock_skew_s) {
       return fail('the token was issued in the future', 'token_iat_future');
+    }
+    // Remembered only when the key set did not change while this token was checked.
+    if (source.generation === generation) {
+      sources.verified.add(token, { alg: unverified.alg, iss: unverified.iss, provider, source, generation, claims: payload });
     }
     return { ok: true, provider, claims: payload };
   } catch (err) {
