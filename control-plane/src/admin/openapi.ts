@@ -97,6 +97,7 @@ function otherPaths(): JsonObject {
     '/v1/routes/{name}/stats': { get: { summary: "A route's fleet traffic over the rolling window (?since_seconds)", responses: { '200': { description: '{requests, status_2xx, status_4xx, status_5xx, p50_ms, p95_ms, p99_ms}' }, ...problems(400, 404) } } },
     '/v1/upstreams/{name}/stats': { get: { summary: "An upstream's fleet traffic over the rolling window (?since_seconds)", responses: { '200': { description: '{requests, status_2xx, status_4xx, status_5xx, p50_ms, p95_ms, p99_ms}' }, ...problems(400, 404) } } },
     '/healthz': { get: { summary: 'Liveness (no auth)', security: [], responses: { '200': { description: 'ok' } } } },
+    '/readyz': { get: { summary: 'Readiness (no auth): change feed connected and head revision published', security: [], responses: { '200': { description: 'ready' }, '503': { description: 'not ready, with the reason' } } } },
   };
 }
 

@@ -2,6 +2,8 @@
 // exactly revision n's, never a rewrite of history. It restores config, not key
 // material: an API key deleted or replaced since n stays revoked (the store
 // withholds it; the response lists those credentials in keys_not_restored).
+// Revisions past retention are pruned (store/revision-history.ts): asking for
+// one is 410 Gone, never a partial restore; one that never existed is 404.
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { RevisionSummary } from '../store/config-store.ts';
@@ -28,6 +30,15 @@ function revisionNumber(raw: string): number {
   return parsed.data;
 }
 
+/** 410 when `n` is older than every stored revision (pruned), else 404. */
+async function missingRevision(ctx: AdminContext, n: number): Promise<ProblemError> {
+  const oldest = await ctx.store.oldestRevision();
+  if (oldest > 0 && n < oldest) {
+    return new ProblemError(410, `revision ${n} is past retention and was pruned; the oldest kept is ${oldest}`, [{ path: 'revision', message: `must be ${oldest} or newer` }]);
+  }
+  return new ProblemError(404, `revision ${n} not found`);
+}
+
 export function registerRevisions(app: FastifyInstance, ctx: AdminContext): void {
   app.get('/v1/revisions', async (request) => {
     const query = parseOrThrow(ListQuerySchema, request.query, 400, 'invalid query parameters');
@@ -40,7 +51,7 @@ export function registerRevisions(app: FastifyInstance, ctx: AdminContext): void
   app.get<{ Params: { n: string } }>('/v1/revisions/:n', async (request) => {
     const n = revisionNumber(request.params.n);
     const [row] = await ctx.store.listRevisions(1, n + 1);
-    if (!row || row.revision !== n) throw new ProblemError(404, `revision ${n} not found`);
+    if (!row || row.revision !== n) throw await missingRevision(ctx, n);
     const changes = await ctx.store.revisionDiff(n);
     return { ...summary(row), changes };
   });
@@ -49,7 +60,7 @@ export function registerRevisions(app: FastifyInstance, ctx: AdminContext): void
   app.post<{ Params: { target: string } }>('/v1/revisions/:target', async (request, reply) => {
     const n = revisionNumber(actionTarget(request.params.target, 'rollback'));
     const snapshot = await ctx.store.revisionSnapshot(n);
-    if (!snapshot) throw new ProblemError(404, `revision ${n} not found`);
+    if (!snapshot) throw await missingRevision(ctx, n);
     const outcome = await commitWrite(ctx, request, reply, `rollback to revision ${n}`, (draft) =>
       draft.replaceAll(snapshot.config, snapshot.credential_keys),
     );

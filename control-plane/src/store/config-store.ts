@@ -1,14 +1,22 @@
 // The gateway config in Postgres. Every write is one transaction that
 // serialises on an advisory lock, applies the change to the whole config,
 // validates the result with model/ (so nothing half-valid is ever stored),
-// writes the changed rows, a revision (the whole config, for rollback) and one
-// audit row per change. The revision insert fires NOTIFY on commit (see the
-// migration), which is how every replica learns of it.
+// writes the changed rows, a revision (its change set, now and then the whole
+// config as a checkpoint: see revision-history.ts) and one audit row per
+// change. The revision insert fires NOTIFY on commit (see the migration), which
+// is how every replica learns of it.
 import {
   KINDS, DeclarativeConfigSchema, emptyState, issuesFromZod, validateState,
   type DeclarativeConfig, type Issue, type Kind, type State,
 } from '../model/index.ts';
 import type { PrismaClient } from './prisma.ts';
+import {
+  changeSetOf, DEFAULT_HISTORY, needsCheckpoint, pruneHistory, reconstruct, replay, rowsAfter, sortedKeys,
+  type ChangeSet, type CredentialKey, type PruneResult, type RevisionHistorySettings, type RevisionSnapshot, type SinceCheckpoint,
+} from './revision-history.ts';
+
+export type { ChangeSet, CredentialKey, PruneResult, RevisionHistorySettings, RevisionSnapshot } from './revision-history.ts';
+export { DEFAULT_HISTORY } from './revision-history.ts';
 
 /** Advisory lock key serialising config writers (any fixed 64-bit number). */
 const WRITE_LOCK = 7_300_115_105_099n;
@@ -21,18 +29,6 @@ export class StoreError extends Error {
     super(message);
     this.name = 'StoreError';
   }
-}
-
-/** Key material kept beside a credential: never the key, only its HMAC and a visible prefix. */
-export interface CredentialKey {
-  prefix: string;
-  hash: string;
-}
-
-/** What a revision row holds: enough to restore the config exactly. */
-export interface RevisionSnapshot {
-  config: DeclarativeConfig;
-  credential_keys: Record<string, CredentialKey>;
 }
 
 export type ObjectSpec = DeclarativeConfig[Kind][number];
@@ -162,18 +158,35 @@ export class ConfigStore {
    * written, so it stays valid as long as its id is still the newest; this
    * spares every write and reload re-reading and re-parsing the whole config.
    */
-  private latest?: { revision: number; snapshot: RevisionSnapshot };
+  private latest?: Head;
+  private readonly history: RevisionHistorySettings;
+  private commitsSincePrune = 0;
+  private pruning?: Promise<PruneResult | undefined>;
 
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    history: Partial<RevisionHistorySettings> = {},
+    /** Told when a background prune fails (the next one retries). */
+    private readonly onPruneError: (err: unknown) => void = () => {},
+  ) {
+    this.history = { ...DEFAULT_HISTORY, ...history };
+  }
 
-  /** The newest revision's snapshot, parsed once per revision. */
-  private async latestSnapshot(prisma: PrismaClient): Promise<{ revision: number; snapshot: RevisionSnapshot }> {
+  /**
+   * The newest revision's snapshot. A write or reload that finds the cached
+   * head current reads no history; one a few revisions behind (another
+   * replica wrote) applies just the change sets since; otherwise it rebuilds
+   * from the nearest checkpoint.
+   */
+  private async latestSnapshot(prisma: PrismaClient): Promise<Head> {
     const head = await prisma.revision.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
-    if (!head) return { revision: 0, snapshot: { config: emptyConfig(), credential_keys: {} } };
+    if (!head) return { revision: 0, snapshot: { config: emptyConfig(), credential_keys: {} }, since: { revisions: 0, bytes: 0 } };
     const revision = Number(head.id);
     if (this.latest?.revision === revision) return this.latest;
-    const row = await prisma.revision.findUniqueOrThrow({ where: { id: head.id }, select: { snapshot: true } });
-    this.latest = { revision, snapshot: parseSnapshot(row.snapshot) };
+    const caughtUp = this.latest && this.latest.revision < revision ? await catchUp(prisma, this.latest, revision) : undefined;
+    const rebuilt = caughtUp ?? (await reconstruct(prisma, revision));
+    if (!rebuilt) throw new StoreError('unavailable', `revision ${revision} cannot be read back`);
+    this.latest = { revision, ...rebuilt };
     return this.latest;
   }
 
@@ -189,9 +202,53 @@ export class ConfigStore {
     return { state: { revision, ...structuredClone(snapshot.config) }, keys: { ...snapshot.credential_keys } };
   }
 
+  /**
+   * The config and keys of any retained revision, exactly as loadState gave
+   * them then; undefined when there is no such revision or it was pruned
+   * (tell them apart with oldestRevision).
+   */
   async revisionSnapshot(revision: number): Promise<RevisionSnapshot | undefined> {
-    const row = await this.prisma.revision.findUnique({ where: { id: BigInt(revision) } });
-    return row ? parseSnapshot(row.snapshot) : undefined;
+    if (this.latest?.revision === revision) return structuredClone(this.latest.snapshot);
+    return (await reconstruct(this.prisma, revision))?.snapshot;
+  }
+
+  /** The oldest revision still stored (0 when there are none): anything older was pruned. */
+  async oldestRevision(): Promise<number> {
+    const row = await this.prisma.revision.findFirst({ orderBy: { id: 'asc' }, select: { id: true } });
+    return row ? Number(row.id) : 0;
+  }
+
+  /** What revision `revision` changed; undefined for a revision from before change sets were kept, or none. */
+  async changeSet(revision: number): Promise<ChangeSet | undefined> {
+    const [row] = await this.prisma.$queryRaw<Array<{ changes: string | null }>>`
+      SELECT changes::text AS changes FROM revisions WHERE id = ${BigInt(revision)}`;
+    return row?.changes ? (JSON.parse(row.changes) as ChangeSet) : undefined;
+  }
+
+  /**
+   * Deletes revisions and audit rows past retention (see RevisionHistorySettings).
+   * Concurrent calls share one run. Writers are never blocked: see pruneHistory.
+   */
+  prune(now = new Date()): Promise<PruneResult | undefined> {
+    this.pruning ??= pruneHistory(this.prisma, this.history, now).finally(() => {
+      this.pruning = undefined;
+    });
+    return this.pruning;
+  }
+
+  /** Prunes every `everyMs` (age-based retention needs a clock, not only writes); returns a stop function. */
+  startPruning(everyMs = 3_600_000): () => void {
+    const timer = setInterval(() => void this.prune().catch(this.onPruneError), everyMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  /** After a commit: a prune in the background every pruneEveryCommits commits, never awaited by the writer. */
+  private afterCommit(): void {
+    this.commitsSincePrune += 1;
+    if (this.commitsSincePrune < this.history.pruneEveryCommits || this.pruning) return;
+    this.commitsSincePrune = 0;
+    void this.prune().catch(this.onPruneError);
   }
 
   async listRevisions(limit: number, before?: number): Promise<RevisionSummary[]> {
@@ -240,7 +297,7 @@ export class ConfigStore {
     return this.prisma.$transaction(
       async (tx) => {
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
-        const { revision: currentRevision, snapshot: current } = await this.latestSnapshot(tx as unknown as PrismaClient);
+        const { revision: currentRevision, snapshot: current, since } = await this.latestSnapshot(tx as unknown as PrismaClient);
         const versions = await loadVersions(tx as unknown as PrismaClient);
         // Arrays are copied, objects shared: Draft replaces objects, never edits them.
         const draft = new Draft(shallowCopy(current.config), { ...current.credential_keys }, versions);
@@ -257,14 +314,21 @@ export class ConfigStore {
         if (opts.dryRun || (diff.length === 0 && !keysChanged)) return { revision: currentRevision, changed: false, diff, keysWithheld };
 
         // Raw insert with the JSON as one text parameter: Prisma's Json input path
-        // walks the whole (large) snapshot object and costs ~25 ms per 1,000 routes.
-        const snapshotJson = JSON.stringify({ config: next, credential_keys: sortKeys(draft.keys) });
+        // walks the whole (large) object and costs ~25 ms per 1,000 routes.
+        const nextSnapshot: RevisionSnapshot = { config: next, credential_keys: sortedKeys(draft.keys) };
+        const changesJson = JSON.stringify(changeSetOf(diff, current.credential_keys, nextSnapshot.credential_keys));
+        const changeBytes = Buffer.byteLength(changesJson);
+        const checkpoint = needsCheckpoint(currentRevision, since, changeBytes, this.history);
+        // The whole config only on a checkpoint; every row has its change set.
+        const snapshotJson = checkpoint ? JSON.stringify(nextSnapshot) : null;
         const [revision] = await tx.$queryRaw<Array<{ id: bigint }>>`
-          INSERT INTO revisions (author, message, snapshot) VALUES (${actor}, ${withheldNote(message, keysWithheld)}, ${snapshotJson}::jsonb) RETURNING id`;
+          INSERT INTO revisions (author, message, snapshot, changes)
+          VALUES (${actor}, ${withheldNote(message, keysWithheld)}, ${snapshotJson}::jsonb, ${changesJson}::jsonb) RETURNING id`;
         if (!revision) throw new Error('revision insert returned no id');
+        const nextSince: SinceCheckpoint = checkpoint ? { revisions: 0, bytes: 0 } : { revisions: since.revisions + 1, bytes: since.bytes + changeBytes };
         await recordRevocations(tx as unknown as PrismaClient, droppedKeys(current.credential_keys, draft.keys), revision.id);
         await writeRows(tx as unknown as PrismaClient, diff, draft.keys, rekeyed(current.credential_keys, draft.keys, next));
-        const committed = { revision: Number(revision.id), snapshot: { config: next, credential_keys: sortKeys(draft.keys) } };
+        const committed: Head = { revision: Number(revision.id), snapshot: nextSnapshot, since: nextSince };
         await tx.auditLog.createMany({
           data: diff.map((d) => ({
             revision: revision.id,
@@ -279,12 +343,36 @@ export class ConfigStore {
         return { revision: Number(revision.id), changed: true, diff, keysWithheld, committed };
       },
       { timeout: 30_000, maxWait: 10_000 },
-    ).then(({ committed, ...result }: CommitResult & { committed?: { revision: number; snapshot: RevisionSnapshot } }) => {
+    ).then(({ committed, ...result }: CommitResult & { committed?: Head }) => {
       // Only after the commit: a rolled-back transaction must not leave its config here.
-      if (committed) this.latest = committed;
+      if (committed) {
+        this.latest = committed;
+        this.afterCommit();
+      }
       return result;
     });
   }
+}
+
+/** The cached newest revision: its snapshot and how far it is from its checkpoint. */
+interface Head {
+  revision: number;
+  snapshot: RevisionSnapshot;
+  since: SinceCheckpoint;
+}
+
+/** Replicas catch up by change sets when a little behind; further behind, a rebuild from the checkpoint is cheaper. */
+const CATCH_UP_LIMIT = 50;
+
+/** `from` advanced to `to` by the rows in between; undefined when too far behind (or a gap makes it unsafe). */
+async function catchUp(prisma: PrismaClient, from: Head, to: number): Promise<Omit<Head, 'revision'> | undefined> {
+  if (to - from.revision > CATCH_UP_LIMIT) return undefined;
+  const rows = await rowsAfter(prisma, from.revision, to);
+  if (rows.length === 0 || Number(rows.at(-1)!.id) !== to) return undefined;
+  let snapshot = from.snapshot;
+  let since = from.since;
+  for (const row of rows) ({ snapshot, since } = replay(snapshot, since, row));
+  return { snapshot, since };
 }
 
 // ---- API-key revocation -----------------------------------------------------
@@ -349,13 +437,6 @@ function rekeyed(current: Record<string, CredentialKey>, keys: Record<string, Cr
 function emptyConfig(): DeclarativeConfig {
   const { revision: _revision, ...config } = emptyState(0);
   return config;
-}
-
-function parseSnapshot(value: unknown): RevisionSnapshot {
-  const raw = value as Partial<RevisionSnapshot>;
-  const parsed = DeclarativeConfigSchema.safeParse(raw.config ?? {});
-  if (!parsed.success) throw new StoreError('invalid', 'stored revision does not parse', issuesFromZod(parsed.error));
-  return { config: parsed.data, credential_keys: raw.credential_keys ?? {} };
 }
 
 function shallowCopy(config: DeclarativeConfig): DeclarativeConfig {
