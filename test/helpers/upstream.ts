@@ -22,21 +22,25 @@ export interface EchoBody {
  * Answers every request with 200 and a JSON echo of it, plus `x-upstream: <name>`.
  * `/status/<code>` answers that code; `/delay/<ms>` answers after that many ms.
  */
-export async function startHttpUpstream({ name, tls }: { name: string; tls?: { cert: string; key: string } }): Promise<HttpUpstream> {
+export async function startHttpUpstream({ name, tls, failureRatio = 0, latencyMs = 0 }: { name: string; tls?: { cert: string; key: string }; failureRatio?: number; latencyMs?: number }): Promise<HttpUpstream> {
   let requests = 0;
+  // `failureRatio` of the answers (spread evenly: exactly floor(n * ratio) of the first n) are 500s.
+  const failsNow = (n: number): boolean => Math.floor(n * failureRatio) > Math.floor((n - 1) * failureRatio);
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     requests += 1;
+    const seq = requests;
     const path = req.url ?? '/';
     const body: EchoBody = { upstream: name, method: req.method ?? 'GET', path, headers: req.headers };
     const status = /^\/status\/(\d{3})(?:[/?]|$)/.exec(path);
     const delay = /^\/delay\/(\d+)(?:[/?]|$)/.exec(path);
     const answer = (): void => {
-      const code = status ? Number(status[1]) : 200;
+      const code = status ? Number(status[1]) : failsNow(seq) ? 500 : 200;
       res.writeHead(code, { 'content-type': 'application/json', 'x-upstream': name });
       res.end(JSON.stringify(body));
     };
     req.resume(); // drain any request body
-    if (delay) setTimeout(answer, Math.min(Number(delay[1]), 60_000));
+    // `latencyMs` delays every answer (a slow version of a service); /delay/<ms> one request.
+    if (delay || latencyMs > 0) setTimeout(answer, Math.min(delay ? Number(delay[1]) : latencyMs, 60_000));
     else answer();
   };
   // With `tls`, an HTTPS (HTTP/1.1) server presenting that certificate.

@@ -9,13 +9,16 @@ import { registerAccessLog } from './access-log.ts';
 import { registerAuth } from './auth.ts';
 import type { AdminContext } from './commit.ts';
 import { registerConfig } from './config.ts';
-import { RevisionTracker, registerFleet } from './fleet.ts';
+import { RevisionTracker, registerFleet, type SharedFleet } from './fleet.ts';
+import { registerHealth, type Readiness } from './health.ts';
 import { type MetricsEndpointOptions, registerMetrics } from './metrics.ts';
 import { registerOpenApi } from './openapi.ts';
 import { clientErrorHandler, frameworkErrors, MAX_PATH_SEGMENT, registerBodyParsers, registerHeaderChecks, registerUrlChecks } from './input.ts';
 import { registerProblemHandlers } from './problem.ts';
 import { registerResources } from './resources.ts';
 import { registerRevisions } from './revisions.ts';
+import { registerStats, type StatsEndpointOptions } from './stats.ts';
+import { registerRollouts, type RolloutOperations } from './rollouts.ts';
 
 export interface AdminDeps {
   store: ConfigStore;
@@ -29,6 +32,14 @@ export interface AdminDeps {
   logger?: Logger;
   /** GET /metrics and admin request counters (metrics.ts); absent: no /metrics. */
   metrics?: MetricsEndpointOptions;
+  /** GET /v1/routes/{name}/stats and /v1/upstreams/{name}/stats (stats.ts); absent: not served. */
+  stats?: StatsEndpointOptions;
+  /** Automated canary rollouts (rollout/ controller); absent: no rollout endpoints. */
+  rollouts?: RolloutOperations;
+  /** Fleet status of the other control-plane replicas (store/fleet-status.ts). */
+  sharedFleet?: SharedFleet;
+  /** What GET /readyz reports (health.ts); absent: never ready. */
+  readiness?: Readiness;
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -55,13 +66,17 @@ export function buildAdminApp(deps: AdminDeps): FastifyInstance {
   registerUrlChecks(app);
   registerAuth(app, deps.prisma);
 
-  const ctx: AdminContext = { store: deps.store, registry: deps.registry, tracker: new RevisionTracker(deps.store), secret: deps.secret };
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  const ctx: AdminContext = { store: deps.store, registry: deps.registry, tracker: new RevisionTracker(deps.store), secret: deps.secret, sharedFleet: deps.sharedFleet };
+  const commitSeconds = deps.metrics?.metrics.commitSeconds;
+  if (commitSeconds) ctx.commitObserved = (seconds) => commitSeconds.observe(seconds);
+  registerHealth(app, deps.readiness);
   registerMetrics(app, deps.metrics);
   registerResources(app, ctx);
   registerConfig(app, ctx);
   registerRevisions(app, ctx);
-  registerFleet(app, deps.registry, ctx.tracker);
+  registerStats(app, deps.stats);
+  registerRollouts(app, ctx, deps.rollouts);
+  registerFleet(app, deps.registry, ctx.tracker, deps.sharedFleet);
   registerOpenApi(app);
   return app;
 }

@@ -130,6 +130,8 @@ const CanaryBodySchema = z
  */
 function registerCanary(app: FastifyInstance, ctx: AdminContext): void {
   app.post<{ Params: { target: string } }>('/v1/routes/:target', async (request, reply) => {
+    const extra = Object.entries(ctx.routeActions ?? {}).find(([action]) => request.params.target.endsWith(`:${action}`));
+    if (extra) return extra[1](request, reply, nameParam(actionTarget(request.params.target, extra[0])));
     const name = nameParam(actionTarget(request.params.target, 'canary'));
     const body = parseOrThrow(CanaryBodySchema, request.body, 422, 'invalid canary weights');
     const full = body.weights.find((w) => w.weight === 100);
