@@ -52,6 +52,27 @@ if [[ ! control-plane/src/store/generated/client.ts -nt prisma/schema.prisma ]];
 fi
 bash envoy/install.sh >/dev/null
 
+# Kubernetes' OpenAPI schemas for the offline manifest check
+# (test/unit/deploy-manifests.test.ts): the api/openapi-spec/v3 files of the
+# k8s.io/kubernetes Go module at a pinned version, fetched through the Go module
+# proxy by `go mod download` (which checks the module against the Go checksum
+# database) and checked again against the hash pinned here. Only the three API
+# groups the manifests use are kept, in .tools/ (git-ignored).
+K8S_VERSION=v1.34.2
+K8S_MODULE_SUM=h1:WQdDvYJazkmkwSncgNwGvVtaCt4TYXIU3wSMRgvp3MI=
+k8s_schemas=.tools/kubernetes-openapi/$K8S_VERSION
+if [[ ! -f $k8s_schemas/apis__policy__v1_openapi.json ]]; then
+  command -v go >/dev/null 2>&1 || { echo "setup: 'go' is needed once to fetch the Kubernetes schemas (k8s.io/kubernetes@$K8S_VERSION)" >&2; exit 1; }
+  modcache=$(mktemp -d)
+  info=$(GOMODCACHE=$modcache GOFLAGS=-modcacherw go mod download -json "k8s.io/kubernetes@$K8S_VERSION") || { echo "setup: could not fetch k8s.io/kubernetes@$K8S_VERSION: $info" >&2; rm -rf "$modcache"; exit 1; }
+  sum=$(node -e 'const i = JSON.parse(process.argv[1]); if (i.Error) { console.error(i.Error); process.exit(1); } console.log(i.Sum)' "$info")
+  dir=$(node -e 'console.log(JSON.parse(process.argv[1]).Dir)' "$info")
+  if [[ $sum != "$K8S_MODULE_SUM" ]]; then echo "setup: k8s.io/kubernetes@$K8S_VERSION has hash $sum, expected $K8S_MODULE_SUM" >&2; rm -rf "$modcache"; exit 1; fi
+  mkdir -p "$k8s_schemas"
+  for group in api__v1 apis__apps__v1 apis__policy__v1; do cp "$dir/api/openapi-spec/v3/${group}_openapi.json" "$k8s_schemas/"; done
+  rm -rf "$modcache"
+fi
+
 if [[ "${SLUICE_SETUP_REDIS:-1}" == "1" ]] && ! command -v redis-server >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == "0" ]]; then
     apt-get update -qq >/dev/null

@@ -13,7 +13,8 @@ import { metricsArePublic } from './admin/metrics.ts';
 import { Publisher } from './publisher.ts';
 import { AuthzService } from './authz/service.ts';
 import { PushStateSource, startRateLimit } from './ratelimit/main.ts';
-import { ControlPlaneMetrics, exposeAuthz, exposeRateLimit } from './telemetry/index.ts';
+import { ControlPlaneMetrics, exposeAuthz, exposeFleetTraffic, exposeRateLimit, metricsService } from './telemetry/index.ts';
+import { clusterName } from './translate/names.ts';
 import { LATENCY_BUCKETS_MS as AUTHZ_LATENCY_BUCKETS_MS } from './authz/metrics.ts';
 import { STORE_LATENCY_BUCKETS_MS } from './ratelimit/metrics.ts';
 import { ChangeFeed } from './store/change-feed.ts';
@@ -65,7 +66,14 @@ async function main(): Promise<void> {
   await fleetStatus.start();
   closers.push(() => fleetStatus.stop());
   const telemetry = new ControlPlaneMetrics({ fleet: registry });
-  const ads = new AdsServer({ cache, registry, log, observer: telemetry.xds, tls: config.xdsTls, limits: { maxReceiveBytes: config.xdsMaxReceiveBytes } });
+  // Fleet traffic: every Envoy's metrics_service stat sink streams to the xDS port
+  // (envoy/bootstrap.ts); the rolling window serves /v1/.../stats, /metrics and rollouts.
+  const fleetStats = new FleetWindow();
+  exposeFleetTraffic(telemetry.registry, fleetStats);
+  const ads = new AdsServer({
+    cache, registry, log, observer: telemetry.xds, tls: config.xdsTls, limits: { maxReceiveBytes: config.xdsMaxReceiveBytes },
+    services: [metricsService(fleetStats)],
+  });
   const xdsPort = await ads.listen(config.xdsHost, config.xdsPort);
   closers.push(() => ads.close());
   const xdsSecurity = !config.xdsTls ? 'plaintext' : config.xdsTls.clientCa ? 'mutual TLS' : 'TLS without client certificates';
@@ -102,6 +110,7 @@ async function main(): Promise<void> {
       const { state, keys } = await store.loadState();
       authz.update({ state, apiKeys: Object.entries(keys).map(([credential, key]) => ({ credential, keyHash: key.hash })) });
       rateLimitStates.push(state);
+      fleetStats.setKnown({ routes: state.routes.map((r) => r.name), clusters: new Map(state.upstreams.map((u) => [clusterName(u.name), u.name])) });
       return state;
     },
     cache,
@@ -128,7 +137,6 @@ async function main(): Promise<void> {
 
   // Automated canary rollouts judge the fleet stats window. It must be the same
   // FleetWindow the metrics_service sink feeds (telemetry/metrics-sink.ts).
-  const fleetStats = new FleetWindow();
   const rollouts = new RolloutController({ prisma, store, stats: fleetStats, log });
   await rollouts.start(); // continues rollouts a previous process left running (rollout/controller.ts)
   closers.push(() => rollouts.stop());
@@ -141,6 +149,7 @@ async function main(): Promise<void> {
     },
     readiness: { feedConnected: () => feed.connected, headRevision: () => store.currentRevision(), publishedRevision: () => publisher.published },
     metrics: { metrics: telemetry, public: metricsArePublic(config.adminHost, config.metricsPublic) },
+    stats: { reader: fleetStats, exists: (kind, name) => fleetStats.exists(kind, name), windowMs: fleetStats.windowLengthMs, bucketMs: fleetStats.bucketWidthMs },
   });
   await admin.listen({ host: config.adminHost, port: config.adminPort });
   closers.push(() => admin.close());

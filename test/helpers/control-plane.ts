@@ -22,15 +22,18 @@ export interface ControlPlane {
   /** Calls the admin API with the admin token; JSON in, parsed JSON out. */
   api(method: string, pathAndQuery: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; headers: Headers; body: unknown }>;
   stop(): Promise<void>;
+  /** SIGKILL: the process dies without cleaning up (a crashed replica). */
+  kill(): Promise<void>;
 }
 
-export async function startControlPlane(opts: { databaseUrl: string; gatewayPort?: number; env?: Record<string, string> }): Promise<ControlPlane> {
+export async function startControlPlane(opts: { databaseUrl: string; gatewayPort?: number; xdsPort?: number; token?: string; env?: Record<string, string> }): Promise<ControlPlane> {
   const adminPort = await freePort();
-  const xdsPort = await freePort();
+  const xdsPort = opts.xdsPort ?? (await freePort());
   const gatewayPort = opts.gatewayPort ?? (await freePort());
   const authzPort = await freePort();
   const ratelimitPort = await freePort();
-  const token = `test_${randomBytes(24).toString('hex')}`;
+  // A second replica on the same database shares the first one's token (only the first creates it).
+  const token = opts.token ?? `test_${randomBytes(24).toString('hex')}`;
   const child = spawn(process.execPath, ['--import', 'tsx', 'control-plane/src/main.ts'], {
     cwd: repoRoot,
     env: {
@@ -93,12 +96,20 @@ export async function startControlPlane(opts: { databaseUrl: string; gatewayPort
     output: () => output,
     api,
     stop: async () => {
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
         await exited;
         clearTimeout(timer);
+      }
+      running.delete(child);
+    },
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
       }
       running.delete(child);
     },

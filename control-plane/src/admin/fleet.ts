@@ -5,9 +5,14 @@
 // under `unconfirmed` and can hold nobody up.
 // The current revision comes from Postgres when it answers, otherwise from the
 // last value seen, so status keeps working while the database is down.
+//
+// Several replicas act as one: with a SharedFleet (store/fleet-status.ts), the
+// fleet is this replica's registry (fast, exact) plus the nodes the other
+// replicas wrote to Postgres; a node id connected here is judged from here.
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ConfigStore } from '../store/config-store.ts';
+import type { RemoteFleetNode } from '../store/fleet-status.ts';
 import { nodeCounts, type NodeRegistry, type NodeStatus } from '../xds/registry.ts';
 import { ProblemError, fieldsFromIssues } from './problem.ts';
 import { issuesFromZod } from '../model/index.ts';
@@ -47,8 +52,21 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** The other replicas' nodes, read from Postgres (store/fleet-status.ts). */
+export interface SharedFleet {
+  replicaId: string;
+  remote(): Promise<RemoteFleetNode[]>;
+  /** How many counted remote nodes (not among `localNodeIds`) have not synced `revision`. */
+  remoteBehind(revision: number, localNodeIds: string[]): Promise<number>;
+}
+
+/** How often `?wait=applied` re-reads the other replicas' nodes. */
+const REMOTE_POLL_MS = 50;
+
 export interface FleetNode {
   node_id: string;
+  /** The replica the node's ADS stream is on (null without shared fleet status). */
+  replica: string | null;
   stream_id: number;
   group: string;
   protocol: string;
@@ -61,9 +79,17 @@ export interface FleetNode {
   last_nack: NodeStatus['lastNack'] | null;
 }
 
-function fleetNode(node: NodeStatus, revision: number | undefined): FleetNode {
+type AnyNode = NodeStatus | RemoteFleetNode;
+
+/** xds/registry.ts nodeCounts, for this replica's nodes and the others' alike. */
+function counts(node: AnyNode): boolean {
+  return node.authenticated === true || node.hasAcked;
+}
+
+function fleetNode(node: AnyNode & { replicaId?: string }, revision: number | undefined): FleetNode {
   return {
     node_id: node.nodeId,
+    replica: node.replicaId ?? null,
     stream_id: node.streamId,
     group: node.group,
     protocol: node.protocol,
@@ -81,8 +107,26 @@ function allApplied(registry: NodeRegistry, revision: number): boolean {
   return registry.list().filter(nodeCounts).every((node) => (node.syncedRevision ?? -1) >= revision);
 }
 
-/** Resolves true when every counted node has synced `revision`, false on timeout. */
-export function waitApplied(registry: NodeRegistry, revision: number, timeoutMs: number): Promise<boolean> {
+/**
+ * Resolves true when every counted node has synced `revision`, false on
+ * timeout: first this replica's nodes (told by the registry), then, with a
+ * shared fleet, the other replicas' nodes (polled from Postgres).
+ */
+export async function waitApplied(registry: NodeRegistry, revision: number, timeoutMs: number, shared?: SharedFleet): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  if (!(await waitLocal(registry, revision, timeoutMs))) return false;
+  if (!shared) return true;
+  for (;;) {
+    const localIds = registry.list().map((node) => node.nodeId);
+    const behind = await shared.remoteBehind(revision, localIds).catch(() => undefined); // Postgres away: cannot tell yet
+    if (behind === 0) return true;
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(REMOTE_POLL_MS, left)));
+  }
+}
+
+function waitLocal(registry: NodeRegistry, revision: number, timeoutMs: number): Promise<boolean> {
   if (allApplied(registry, revision)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const finish = (applied: boolean) => {
@@ -115,24 +159,50 @@ export function parseWait(query: unknown): WaitOptions {
 }
 
 /** Adds `applied` to a write response when the caller asked to wait. */
-export async function appliedField(registry: NodeRegistry, revision: number, wait: WaitOptions): Promise<{ applied?: boolean }> {
+export async function appliedField(registry: NodeRegistry, revision: number, wait: WaitOptions, shared?: SharedFleet): Promise<{ applied?: boolean }> {
   if (!wait.wait) return {};
-  return { applied: await waitApplied(registry, revision, wait.timeoutMs) };
+  return { applied: await waitApplied(registry, revision, wait.timeoutMs, shared) };
 }
 
-export function registerFleet(app: FastifyInstance, registry: NodeRegistry, tracker: RevisionTracker): void {
+/**
+ * This replica's nodes plus the other replicas' (one row per node id: a local
+ * stream wins, else the newest); `remoteUnavailable` when Postgres did not answer.
+ */
+async function wholeFleet(registry: NodeRegistry, shared: SharedFleet | undefined): Promise<{ nodes: AnyNode[]; remoteUnavailable: boolean }> {
+  const local: AnyNode[] = registry.list().map((node) => (shared ? { ...node, replicaId: shared.replicaId } : node));
+  if (!shared) return { nodes: local, remoteUnavailable: false };
+  const remote = await withTimeout(shared.remote(), REVISION_QUERY_TIMEOUT_MS).catch(() => undefined);
+  if (!remote) return { nodes: local, remoteUnavailable: true };
+  const seen = new Set(local.map((node) => node.nodeId));
+  const others = remote.filter((node) => !seen.has(node.nodeId) && (seen.add(node.nodeId), true)); // remote() lists the newest first
+  const nodes = [...local, ...others].sort((a, b) => a.nodeId.localeCompare(b.nodeId) || a.streamId - b.streamId);
+  return { nodes, remoteUnavailable: false };
+}
+
+/** Accept/reject counts for `revision`: this replica's tally plus what the other replicas' nodes show. */
+function tallyFor(registry: NodeRegistry, revision: number, nodes: AnyNode[], shared: SharedFleet | undefined): { accepted: number; rejected: number } {
+  const tally = registry.revisionTally(revision);
+  const remote = nodes.filter((node) => shared !== undefined && 'replicaId' in node && node.replicaId !== shared.replicaId);
+  return {
+    accepted: tally.accepted + remote.filter((node) => node.syncedRevision === revision).length,
+    rejected: tally.rejected + remote.filter((node) => node.lastNack?.revision === revision).length,
+  };
+}
+
+export function registerFleet(app: FastifyInstance, registry: NodeRegistry, tracker: RevisionTracker, shared?: SharedFleet): void {
   app.get('/v1/fleet', async () => {
-    const { revision, stale } = await tracker.current();
-    const listed = registry.list();
-    const nodes = listed.filter(nodeCounts).map((node) => fleetNode(node, revision));
-    const unconfirmed = listed.filter((node) => !nodeCounts(node)).map((node) => fleetNode(node, revision));
+    const [{ revision, stale }, { nodes: listed, remoteUnavailable }] = await Promise.all([tracker.current(), wholeFleet(registry, shared)]);
+    const nodes = listed.filter(counts).map((node) => fleetNode(node, revision));
+    const unconfirmed = listed.filter((node) => !counts(node)).map((node) => fleetNode(node, revision));
     const recent: { revision: number; accepted: number; rejected: number }[] = [];
     if (revision !== undefined) {
-      for (let r = revision; r > Math.max(0, revision - RECENT_REVISIONS); r--) recent.push({ revision: r, ...registry.revisionTally(r) });
+      for (let r = revision; r > Math.max(0, revision - RECENT_REVISIONS); r--) recent.push({ revision: r, ...tallyFor(registry, r, listed, shared) });
     }
     return {
       revision: revision ?? null,
       revision_stale: stale,
+      // The other replicas' nodes could not be read (Postgres away): only this replica's are listed.
+      remote_unavailable: remoteUnavailable,
       nodes,
       unconfirmed,
       in_sync: nodes.filter((n) => n.in_sync).length,
