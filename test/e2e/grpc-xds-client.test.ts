@@ -9,7 +9,7 @@ import * as grpcJsXds from '@grpc/grpc-js-xds';
 import { packAny } from '../../control-plane/src/proto/codec.ts';
 import { SnapshotCache } from '../../control-plane/src/xds/cache.ts';
 import { NodeRegistry } from '../../control-plane/src/xds/registry.ts';
-import { PUSH_ORDER, TYPE, setVersion } from '../../control-plane/src/xds/resources.ts';
+import { ENVOY_TYPES, TYPE, setVersion } from '../../control-plane/src/xds/resources.ts';
 import { AdsServer } from '../../control-plane/src/xds/server.ts';
 import { makeSnapshot, snapshotSet, type Snapshot } from '../../control-plane/src/xds/snapshot.ts';
 import { resource } from '../helpers/xds-fixtures.ts';
@@ -177,10 +177,10 @@ test('grpc-js-xds resolves a service through Sluice (LDS -> RDS -> CDS -> EDS) a
 
   // The client ACKs EDS on the ADS stream while the call goes out on another
   // connection, so give the last ACK a moment to land.
-  const expectedAcks = Object.fromEntries(PUSH_ORDER.map((type) => [type, setVersion(snapshotSet(snapshot, type))]));
+  const expectedAcks = Object.fromEntries([...ENVOY_TYPES].map((type) => [type, setVersion(snapshotSet(snapshot, type))]));
   const grpcNode = () => registry.list().find((n) => n.nodeId === NODE_ID);
   await eventually(
-    () => PUSH_ORDER.every((type) => grpcNode()?.acked[type] === expectedAcks[type]),
+    () => [...ENVOY_TYPES].every((type) => grpcNode()?.acked[type] === expectedAcks[type]),
     3_000,
     () => `registry never showed every type ACKed: ${JSON.stringify(registry.list(), null, 2)}`,
   );

@@ -256,7 +256,7 @@ test('a bad canary (20% 500s) is rolled back to 100% stable at the step that sho
   assert.deepEqual(final.changes.map((c) => c.weight), [10, 0]);
   assert.equal(rollback.weight, 10);
   // Every failure is one of the canary's 500s: exactly a fifth of what it served (its failure ratio).
-  assert.equal(load.failed, Math.floor(canaryServed * 0.2), summary);
+  assert.ok(Math.abs(load.failed - canaryServed / 5) < 1, summary);
   assert.ok([...load.failures.keys()].every((k) => k.startsWith('status 500') && k.includes('"upstream":"bad"')), summary);
   const route = await store.get('routes', 'cart');
   assert.deepEqual((route?.spec as { action: unknown }).action, { upstream: 'stable' });
@@ -394,7 +394,10 @@ test('the real control-plane process, judging its own fleet stats: a bad canary 
     assert.equal(final.state, 'failed', summary);
     assert.match(final.reason ?? '', /^rolled back: max_5xx_percent/);
     assert.deepEqual(final.changes.map((c) => c.weight), [10, 0], 'rolled back at the first step, in the pass that judged it');
-    assert.equal(load.failed, Math.floor(canaryServed * 0.2), summary);
+    // The bad upstream fails exactly every 5th answer it gives, counted from its
+    // first answer (which may fall before servedBefore): every failure is one of
+    // the canary's own 500s, so failed is canaryServed / 5 rounded either way.
+    assert.ok(Math.abs(load.failed - canaryServed / 5) < 1, summary);
     assert.deepEqual(((await call('GET', '/v1/routes/web')).body as { spec: { action: unknown } }).spec.action, { upstream: 'stable' });
 
     await cp.stop();
