@@ -52,7 +52,7 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
 
 const get = (path: string, headers: Record<string, string> = {}) => fetchVia(cp.gatewayPort, path, { headers, timeoutMs: 2_000 });
 
-test('an API key created through the admin API opens an api_key route, and fails from the revision that deletes it', async () => {
+test('an API key created through the admin API opens an api_key route, fails from the revision that deletes it, and stays revoked through a rollback', async () => {
   await until(async () => (await get('/open')).status === 200, 'open route serves');
   assert.equal((await get('/keyed')).status, 401, 'no key: 401 from the in-process authz service (not the 503 of a missing service)');
 
@@ -67,6 +67,14 @@ test('an API key created through the admin API opens an api_key route, and fails
   const deleted = await cp.api('DELETE', '/v1/credentials/acme-key?wait=applied');
   assert.equal(deleted.status, 204, JSON.stringify(deleted.body));
   assert.equal((await get('/keyed', { 'x-api-key': key })).status, 401, 'a deleted key fails once its revision is applied');
+
+  // Rolling back to the revision that held the key restores the credential, not the key.
+  const heldKey = Number((created.body as { revision: number }).revision);
+  const rolledBack = await cp.api('POST', `/v1/revisions/${heldKey}:rollback?wait=applied`);
+  assert.equal(rolledBack.status, 200, JSON.stringify(rolledBack.body));
+  assert.deepEqual((rolledBack.body as { keys_not_restored?: string[] }).keys_not_restored, ['acme-key']);
+  assert.equal((await cp.api('GET', '/v1/credentials/acme-key')).status, 200, 'the credential is back');
+  assert.equal((await get('/keyed', { 'x-api-key': key })).status, 401, 'the revoked key still fails after the rollback');
   assert.ok(!cp.output().includes(key), 'the key never appears in the control plane log');
 });
 
