@@ -15,7 +15,8 @@ import net from 'node:net';
 import { AuthzService } from '../../control-plane/src/authz/service.ts';
 import { generateApiKey, type NewApiKey } from '../../control-plane/src/store/api-keys.ts';
 import { parseTestState, startGateway, type Gateway, type StateInput } from '../helpers/gateway.ts';
-import { startHttpUpstream, type EchoBody, type HttpUpstream } from '../helpers/upstream.ts';
+import { headerLines, meansAdmin, rawGet, type RawResponse } from '../helpers/raw-http.ts';
+import { startHttpUpstream, type HttpUpstream } from '../helpers/upstream.ts';
 
 const SECRET = 'e2e-authz-resilience-secret-0123456789abcdef';
 /** Envoy's ext_authz deadline here (AUTHZ_TIMEOUT_MS in production; default 500). */
@@ -79,84 +80,9 @@ after(async () => {
   await open?.close();
 });
 
-// ---- raw HTTP/1.1 -----------------------------------------------------------------
-
-interface RawResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-  echo?: EchoBody;
-}
-
-/**
- * One request with the request-target exactly as given. The socket timeout only
- * turns a hang into a failure (well past every timeout Envoy has here); no
- * assertion is about speed.
- */
+/** One raw request to this test's Envoy (test/helpers/raw-http.ts). */
 function rawRequest(target: string, headers: Record<string, string> = {}): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port: gw.envoys[0]!.port });
-    const chunks: Buffer[] = [];
-    let settled = false;
-    // Settles on a whole response (Envoy may hold a refused connection open a while) or on close.
-    const settle = (final: boolean): void => {
-      const text = Buffer.concat(chunks).toString('latin1');
-      if (settled || (!final && !isComplete(text))) return;
-      settled = true;
-      socket.destroy();
-      try {
-        resolve(parseResponse(text));
-      } catch (err) {
-        reject(err);
-      }
-    };
-    socket.setTimeout(20_000, () => socket.destroy(new Error(`${target.slice(0, 80)}: no response (hung)`)));
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      settle(false);
-    });
-    socket.on('error', (err) => (settled ? undefined : reject(err)));
-    socket.on('close', () => settle(true));
-    const lines = [`GET ${target} HTTP/1.1`, 'host: authz.test', 'connection: close', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
-    socket.write(lines.join('\r\n'));
-  });
-}
-
-/** A whole response: headers plus a content-length body or a chunked body's last chunk. */
-function isComplete(text: string): boolean {
-  const end = text.indexOf('\r\n\r\n');
-  if (end < 0) return false;
-  const head = text.slice(0, end).toLowerCase();
-  const length = /\r\ncontent-length: *(\d+)/.exec(head);
-  if (length) return text.length - end - 4 >= Number(length[1]);
-  return /\r\ntransfer-encoding: *chunked/.test(head) && text.endsWith('0\r\n\r\n');
-}
-
-function parseResponse(text: string): RawResponse {
-  const end = text.indexOf('\r\n\r\n');
-  if (end < 0) throw new Error(`no HTTP response: ${JSON.stringify(text.slice(0, 200))}`);
-  const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const line of lines) {
-    const colon = line.indexOf(':');
-    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-  }
-  let body = text.slice(end + 4);
-  if (headers['transfer-encoding'] === 'chunked') body = dechunk(body);
-  const echo = headers['x-upstream'] === undefined ? undefined : (JSON.parse(body) as EchoBody);
-  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine ?? '')?.[1]), headers, body, echo };
-}
-
-function dechunk(text: string): string {
-  let out = '';
-  let rest = text;
-  for (;;) {
-    const lineEnd = rest.indexOf('\r\n');
-    const size = parseInt(rest.slice(0, lineEnd), 16);
-    if (!(size > 0)) return out;
-    out += rest.slice(lineEnd + 2, lineEnd + 2 + size);
-    rest = rest.slice(lineEnd + 2 + size + 2);
-  }
+  return rawGet(gw.envoys[0]!.port, target, headerLines(headers), { host: 'authz.test' });
 }
 
 /** Nothing the upstream saw (path or headers) contains the key. */
@@ -213,32 +139,6 @@ describe('an API key in a query parameter', () => {
 });
 
 // ---- item 7: path tricks with auth ----------------------------------------------------
-
-/**
- * What a lenient upstream might make of a path: one percent-decoding, backslashes
- * as slashes, case folded, slashes merged, dot segments resolved, query dropped.
- */
-function lenientPath(raw: string): string {
-  let p = raw.split('?')[0]!;
-  try {
-    p = decodeURIComponent(p);
-  } catch {
-    // malformed escapes stay as they are
-  }
-  p = p.replace(/\\/g, '/').toLowerCase().replace(/\/{2,}/g, '/');
-  const out: string[] = [];
-  for (const segment of p.split('/').slice(1)) {
-    if (segment === '.') continue;
-    if (segment === '..') out.pop();
-    else out.push(segment);
-  }
-  return `/${out.join('/')}`;
-}
-
-function meansAdmin(raw: string): boolean {
-  const p = lenientPath(raw);
-  return p === '/api/admin' || p.startsWith('/api/admin/');
-}
 
 const PATH_TRICKS: string[] = [
   '/api/admin/users',

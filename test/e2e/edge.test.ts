@@ -18,6 +18,7 @@ import fc from 'fast-check';
 import { parse as parseYaml } from 'yaml';
 import { adsBootstrap } from '../../envoy/bootstrap.ts';
 import { startGateway, type Gateway, type StateInput } from '../helpers/gateway.ts';
+import { meansAdmin, rawGet, type RawResponse } from '../helpers/raw-http.ts';
 import { fetchVia, startHttpUpstream, type EchoBody, type HttpUpstream } from '../helpers/upstream.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -66,79 +67,9 @@ function port(): number {
   return gw.envoys[0]!.port;
 }
 
-// ---- raw HTTP/1.1 -----------------------------------------------------------------
-
-interface RawResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/** One request with the request-target and header lines exactly as given. */
-function rawRequest(target: string, headerLines: string[] = [], toPort = port()): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port: toPort });
-    const chunks: Buffer[] = [];
-    let settled = false;
-    const settle = (final: boolean): void => {
-      if (settled) return;
-      const text = Buffer.concat(chunks).toString('latin1');
-      if (!final && !isComplete(text)) return;
-      settled = true;
-      socket.destroy();
-      try {
-        resolve(parseResponse(text));
-      } catch (err) {
-        reject(err);
-      }
-    };
-    socket.setTimeout(10_000, () => socket.destroy(new Error(`raw ${target.slice(0, 80)}: timed out`)));
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      settle(false);
-    });
-    socket.on('error', (err) => (settled ? undefined : reject(err)));
-    socket.on('close', () => settle(true));
-    const lines = [`GET ${target} HTTP/1.1`, 'host: edge.test', 'connection: close', ...headerLines, '', ''];
-    socket.write(lines.join('\r\n'));
-  });
-}
-
-/** A whole response: headers plus a content-length body or a chunked body's last chunk. */
-function isComplete(text: string): boolean {
-  const end = text.indexOf('\r\n\r\n');
-  if (end < 0) return false;
-  const head = text.slice(0, end).toLowerCase();
-  const length = /\r\ncontent-length: *(\d+)/.exec(head);
-  if (length) return text.length - end - 4 >= Number(length[1]);
-  return /\r\ntransfer-encoding: *chunked/.test(head) && text.endsWith('0\r\n\r\n');
-}
-
-function parseResponse(text: string): RawResponse {
-  const end = text.indexOf('\r\n\r\n');
-  if (end < 0) throw new Error(`no HTTP response: ${JSON.stringify(text.slice(0, 200))}`);
-  const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
-  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine ?? '')?.[1]);
-  const headers: Record<string, string> = {};
-  for (const line of lines) {
-    const colon = line.indexOf(':');
-    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-  }
-  let body = text.slice(end + 4);
-  if (headers['transfer-encoding'] === 'chunked') body = dechunk(body);
-  return { status, headers, body };
-}
-
-function dechunk(text: string): string {
-  let out = '';
-  let rest = text;
-  for (;;) {
-    const lineEnd = rest.indexOf('\r\n');
-    const size = parseInt(rest.slice(0, lineEnd), 16);
-    if (!(size > 0)) return out;
-    out += rest.slice(lineEnd + 2, lineEnd + 2 + size);
-    rest = rest.slice(lineEnd + 2 + size + 2);
-  }
+/** One raw request to this test's Envoy (test/helpers/raw-http.ts). */
+function rawRequest(target: string, lines: string[] = [], toPort = port()): Promise<RawResponse> {
+  return rawGet(toPort, target, lines, { host: 'edge.test', timeoutMs: 10_000 });
 }
 
 function echoOf(res: RawResponse): EchoBody | undefined {
@@ -147,33 +78,6 @@ function echoOf(res: RawResponse): EchoBody | undefined {
 }
 
 // ---- item 4: path tricks ------------------------------------------------------------
-
-/**
- * What a lenient upstream might make of a path: one percent-decoding, backslashes
- * as slashes, case folded, slashes merged, dot segments resolved, query dropped.
- */
-function lenientPath(raw: string): string {
-  let p = raw.split('?')[0]!;
-  try {
-    p = decodeURIComponent(p);
-  } catch {
-    // malformed escapes stay as they are
-  }
-  p = p.replace(/\\/g, '/').toLowerCase().replace(/\/{2,}/g, '/');
-  const out: string[] = [];
-  for (const segment of p.split('/').slice(1)) {
-    if (segment === '.') continue;
-    if (segment === '..') out.pop();
-    else out.push(segment);
-  }
-  const resolved = `/${out.join('/')}`;
-  return /\/\.{1,2}$/.test(p) && !resolved.endsWith('/') ? `${resolved}/` : resolved;
-}
-
-function meansAdmin(raw: string): boolean {
-  const p = lenientPath(raw);
-  return p === '/api/admin' || p.startsWith('/api/admin/');
-}
 
 const longSegment = 'a'.repeat(MAX_HEADERS_KB * 1024 + 100);
 const PATH_TRICKS: string[] = [
