@@ -54,6 +54,8 @@ const get = (path: string, headers: Record<string, string> = {}) => fetchVia(cp.
 
 test('an API key created through the admin API opens an api_key route, fails from the revision that deletes it, and stays revoked through a rollback', async () => {
   await until(async () => (await get('/open')).status === 200, 'open route serves');
+  // The keyed route came in a later revision: wait for it rather than race it.
+  await until(async () => (await get('/keyed')).status !== 404, 'keyed route live');
   assert.equal((await get('/keyed')).status, 401, 'no key: 401 from the in-process authz service (not the 503 of a missing service)');
 
   const created = await cp.api('POST', '/v1/credentials?wait=applied', { name: 'acme-key', consumer: 'acme', kind: 'api_key' });
