@@ -80,12 +80,25 @@ export function capacityOf(policy: RateLimitPolicy): number {
  */
 export function counterKey(domain: string, policy: RateLimitPolicy, entries: ReadonlyArray<{ key?: string; value?: string }>): string {
   const shape = `${policy.algorithm === 'fixed_window' ? 'f' : 's'}${PERIOD_SECONDS[policy.limit.per] * 1000}`;
-  const values = createHash('sha256')
-    .update(JSON.stringify(entries.map((entry) => [entry.key ?? '', entry.value ?? ''])))
-    .digest('base64url')
-    .slice(0, 22);
-  return `{rl:${domain}}:${policy.name}:${shape}:${values}`;
+  const prefix = `{rl:${domain}}:${policy.name}:${shape}:`;
+  const values = JSON.stringify(entries.map((entry) => [entry.key ?? '', entry.value ?? '']));
+  // The same few clients send the same values over and over: a sha256 per decision
+  // is the costliest step of planning, so recent keys are remembered (bounded).
+  const cacheKey = prefix + values;
+  const cached = recentKeys.get(cacheKey);
+  if (cached !== undefined) return cached;
+  const key = prefix + createHash('sha256').update(values).digest('base64url').slice(0, 22);
+  if (cacheKey.length > RECENT_KEY_MAX_CHARS) return key;
+  if (recentKeys.size >= RECENT_KEYS_MAX) recentKeys.clear();
+  recentKeys.set(cacheKey, key);
+  return key;
 }
+
+/** Counter keys by their unhashed form; cleared whole when full (values come from clients, so it must stay bounded). */
+const recentKeys = new Map<string, string>();
+const RECENT_KEYS_MAX = 10_000;
+/** Long values (big headers) are hashed every time, so the cache holds at most ~10,000 x 512 chars. */
+const RECENT_KEY_MAX_CHARS = 512;
 
 /** A positive integer, else the fallback. */
 function positiveOr(value: number | undefined | null, fallback: number): number {

@@ -1,7 +1,7 @@
 // The gRPC face of the service: envoy.service.ratelimit.v3.RateLimitService on
 // its own port, on the protobufjs codec of the Envoy protos Sluice loads.
 import * as grpc from '@grpc/grpc-js';
-import { DECODE_OPTIONS, encode, type RateLimitRequest, type RateLimitResponse } from '../proto/codec.ts';
+import { DECODE_OPTIONS, type RateLimitRequest, type RateLimitResponse } from '../proto/codec.ts';
 import { messageType } from '../proto/envoy.ts';
 import type { RateLimitService } from './service.ts';
 
@@ -14,8 +14,15 @@ export const RATE_LIMIT_SERVICE_DEFINITION: grpc.ServiceDefinition = {
     requestStream: false,
     responseStream: false,
     requestSerialize: (message: RateLimitRequest) => Buffer.from(requestType.encode(requestType.fromObject(message)).finish()),
-    requestDeserialize: (bytes: Buffer) => requestType.toObject(requestType.decode(bytes), DECODE_OPTIONS) as RateLimitRequest,
-    responseSerialize: (message: RateLimitResponse) => Buffer.from(encode('envoy.service.ratelimit.v3.RateLimitResponse', message)),
+    // The decoded message is read as it is: the service reads only strings, the
+    // descriptors' entry lists and hits_addend (a number), which decode() already
+    // gives; toObject's copy of every field is work for nothing on each decision.
+    // Unset fields read as protobufjs' defaults ('', [], 0, null), which the
+    // service treats like absent ones.
+    requestDeserialize: (bytes: Buffer) => requestType.decode(bytes) as unknown as RateLimitRequest,
+    // Responses come only from responses.ts/service.ts, typed as RateLimitResponse,
+    // so codec.ts's unknown-field walk (a guard for hand-written xDS config) is skipped.
+    responseSerialize: (message: RateLimitResponse) => Buffer.from(responseType.encode(responseType.fromObject(message as Record<string, unknown>)).finish()),
     responseDeserialize: (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), DECODE_OPTIONS) as RateLimitResponse,
   },
 };

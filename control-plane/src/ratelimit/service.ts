@@ -55,12 +55,14 @@ export class RateLimitService {
   private storeHealthy = true;
   private readonly log: RateLimitLog;
   private readonly storeTimeoutMs: number;
+  private readonly deadlines: Deadlines;
 
   constructor(private readonly options: RateLimitServiceOptions) {
     if (!DOMAIN_PATTERN.test(options.domain)) throw new Error(`rate-limit domain '${options.domain}' must match ${DOMAIN_PATTERN}`);
     this.metrics = options.metrics ?? new RateLimitMetrics();
     this.log = options.log ?? silentLog;
     this.storeTimeoutMs = options.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.deadlines = new Deadlines(this.storeTimeoutMs);
   }
 
   /** Takes the policies of a new revision; the next request uses them. */
@@ -90,7 +92,7 @@ export class RateLimitService {
   private async decide(counters: readonly PlannedCounter[]): Promise<Decision | undefined> {
     const started = performance.now();
     try {
-      const decision = await withTimeout(this.options.store.decide(counters.map((c) => c.spec)), this.storeTimeoutMs);
+      const decision = await this.deadlines.within(this.options.store.decide(counters.map((c) => c.spec)));
       this.metrics.recordStoreCall(performance.now() - started, true);
       if (!this.storeHealthy) {
         this.storeHealthy = true;
@@ -122,25 +124,77 @@ export class RateLimitService {
   }
 }
 
+interface Waiting {
+  deadline: number;
+  reject: (err: Error) => void;
+}
+
 /**
- * Rejects when `promise` has not settled `ms` after the call. The rejection waits
- * for one more turn of the event loop (setImmediate runs after the I/O poll): when
- * this process itself was stalled (GC, a busy CPU), timers run before the socket
- * reads that are already waiting, and an answer that arrived in time would
- * otherwise be thrown away as a timeout.
+ * Rejects a call's promise when it has not settled `ms` after the call. Every call
+ * has the same timeout, so deadlines come in call order: one timer, armed for the
+ * oldest waiting call, serves them all (a timer and a race per decision cost more
+ * than the rest of the decision). The rejection waits for one more turn of the
+ * event loop (setImmediate runs after the I/O poll): when this process itself was
+ * stalled (GC, a busy CPU), timers run before the socket reads that are already
+ * waiting, and an answer that arrived in time would otherwise be thrown away as a
+ * timeout.
  */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let immediate: NodeJS.Immediate | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      immediate = setImmediate(() => reject(new Error(`rate-limit store did not answer within ${ms} ms`)));
-    }, ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => {
-    clearTimeout(timer);
-    if (immediate) clearImmediate(immediate);
-  });
+class Deadlines {
+  /** Calls not yet settled, oldest first (Map keeps insertion order). */
+  private readonly waiting = new Map<number, Waiting>();
+  private nextId = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  within<T>(promise: Promise<T>): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { deadline: performance.now() + this.ms, reject });
+      this.arm();
+      promise.then(
+        (value) => {
+          this.waiting.delete(id);
+          resolve(value);
+        },
+        (err: unknown) => {
+          this.waiting.delete(id);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** Arms the timer for the oldest waiting call, unless it is armed already. */
+  private arm(): void {
+    if (this.timer) return;
+    const oldest = this.waiting.values().next();
+    if (oldest.done) return;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, oldest.value.deadline - performance.now()));
+  }
+
+  /** Rejects (a loop turn later) every call past its deadline, then re-arms for the next. */
+  private expire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    const due: Array<[number, Waiting]> = [];
+    for (const entry of this.waiting) {
+      if (entry[1].deadline > now) break;
+      due.push(entry);
+    }
+    if (due.length > 0) {
+      setImmediate(() => {
+        for (const [id, waiting] of due) {
+          // Settled during the extra turn: its answer stands.
+          if (!this.waiting.delete(id)) continue;
+          waiting.reject(new Error(`rate-limit store did not answer within ${this.ms} ms`));
+        }
+        this.arm();
+      });
+      return;
+    }
+    this.arm();
+  }
 }
 
 function errorText(err: unknown): string {
