@@ -24,6 +24,7 @@ import {
   type Route,
   StateSchema,
   UpstreamSchema,
+  isIpLiteral,
   captureGroupCount,
   cookieCanaryRegex,
   estimateProgramSize,
@@ -34,7 +35,6 @@ import {
 } from '../../control-plane/src/model/index.ts';
 import { ENVOY_RE2_PROGRAM_SIZE_LIMIT, MAX_ESTIMATED_PROGRAM_SIZE } from '../../control-plane/src/model/re2.ts';
 import { routeMatch } from '../../control-plane/src/translate/routes.ts';
-import { isIpLiteral } from '../../control-plane/src/translate/util.ts';
 import { compareRoutes } from '../../control-plane/src/translate/order.ts';
 import { adsBootstrap } from '../../envoy/bootstrap.ts';
 

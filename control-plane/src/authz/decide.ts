@@ -1,6 +1,6 @@
 // The decision for one request: which credential it carries, whether the route
 // accepts it, who it identifies, and which headers go upstream.
-import { AUTHZ_CONTEXT, IDENTITY_HEADERS, claimHeaders, isIdentityHeader, type JwtProvider } from '../model/index.ts';
+import { AUTHZ_CONTEXT, AUTHZ_SET_HEADERS, IDENTITY_HEADERS, claimHeaders, isIdentityHeader, type JwtProvider } from '../model/index.ts';
 import { hashPresentedKey, isWellFormedApiKey, looksLikeApiKey, sameHash } from './api-keys.ts';
 import { insufficientScope, invalidRequest, invalidToken, misconfigured, missingCredential, type AuthFailure } from './failure.ts';
 import type { KeySources } from './jwks.ts';
@@ -10,15 +10,8 @@ import { type AuthzIndex, isExpired, subjectKey } from './lookup.ts';
 export const API_KEY_HEADER = 'x-api-key';
 export const AUTHORIZATION_HEADER = 'authorization';
 
-/** Headers the gateway sets on an authenticated request. */
-export const SET_HEADERS = {
-  consumer: 'x-sluice-consumer',
-  credential: 'x-sluice-credential',
-  authMode: 'x-sluice-auth-mode',
-  scopes: 'x-sluice-scopes',
-  jwtIssuer: 'x-sluice-jwt-issuer',
-  jwtSubject: 'x-sluice-jwt-subject',
-} as const;
+/** Headers the gateway sets on an authenticated request (named once, in model/contract.ts). */
+export const SET_HEADERS = AUTHZ_SET_HEADERS;
 
 export interface Identity {
   mode: 'jwt' | 'api_key';

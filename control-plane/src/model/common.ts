@@ -1,7 +1,7 @@
 // Building blocks shared by the object schemas: names, header names, host
 // patterns, regexes, byte limits, the text rule, and the "exactly one of these
 // keys" rule.
-import { isIP } from 'node:net';
+import { SocketAddress, isIP } from 'node:net';
 import { z } from 'zod';
 import { captureGroupCount, re2Problem } from './re2.ts';
 
@@ -124,6 +124,23 @@ export function endpointHostProblem(value: string): string | undefined {
   if (looksLikeIpv4(value)) return 'looks like an IPv4 address but is not a valid one (four numbers 0-255, no leading zeros)';
   if (!isDnsName(value.toLowerCase())) return 'must be a hostname, an IPv4 or an IPv6 address';
   return undefined;
+}
+
+/**
+ * True for exact IPv4/IPv6 literals (EDS endpoints must be IPs; hostnames need DNS
+ * clusters). node's isIP is exact: `999.1.1.1` or `01.2.3.4` are not IPs.
+ */
+export function isIpLiteral(host: string): boolean {
+  return isIP(host) !== 0;
+}
+
+/** An IP literal in the text form Envoy prints it in (inet_ntop): `0:0::1` -> `::1`. Pure, no I/O. */
+export function canonicalIp(host: string): string {
+  try {
+    return new SocketAddress({ address: host, family: isIP(host) === 6 ? 'ipv6' : 'ipv4' }).address;
+  } catch {
+    return host; // not an address node can parse; the model refuses such hosts
+  }
 }
 
 /** An endpoint address: DNS name (any case), IPv4 or IPv6 literal. */

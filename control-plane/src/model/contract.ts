@@ -3,17 +3,18 @@
 // identity headers and dynamic metadata; ratelimit/ reads the descriptors. Keeping
 // them here (model/ is importable by all three) makes the contract one definition.
 
-/** Identity headers the gateway sets; any client-sent copy is stripped before ext_authz runs. */
-export const IDENTITY_HEADERS: readonly string[] = [
-  'x-consumer-id',
-  'x-sluice-consumer',
-  'x-sluice-credential',
-  'x-sluice-scopes',
-  'x-sluice-auth-mode',
-  'x-sluice-jwt-issuer',
-  'x-sluice-jwt-subject',
-  'x-user-id',
-];
+/** The headers the authz service sets on an authenticated request, by meaning. */
+export const AUTHZ_SET_HEADERS = {
+  consumer: 'x-sluice-consumer',
+  credential: 'x-sluice-credential',
+  authMode: 'x-sluice-auth-mode',
+  scopes: 'x-sluice-scopes',
+  jwtIssuer: 'x-sluice-jwt-issuer',
+  jwtSubject: 'x-sluice-jwt-subject',
+} as const;
+
+/** Identity headers: the ones auth sets plus common ones upstreams trust; any client-sent copy is stripped before ext_authz runs. */
+export const IDENTITY_HEADERS: readonly string[] = ['x-consumer-id', ...Object.values(AUTHZ_SET_HEADERS), 'x-user-id'];
 
 /** True for headers a client must never be able to supply (x-sluice-*, x-user-id, x-consumer-id). */
 export function isIdentityHeader(name: string): boolean {

@@ -1,11 +1,10 @@
 // Upstream -> Cluster (+ ClusterLoadAssignment), and the static clusters of the
 // gRPC services Envoy calls (authz, rate limit).
-import type { Upstream } from '../model/index.ts';
-import { SocketAddress } from 'node:net';
+import { type Upstream, canonicalIp, isIpLiteral } from '../model/index.ts';
 import type { Cluster, ClusterLoadAssignment, UpstreamTlsContext } from '../proto/codec.ts';
 import { HTTP_PROTOCOL_OPTIONS_KEY, TLS_TRANSPORT_SOCKET, clusterName } from './names.ts';
 import type { TranslateOptions } from './options.ts';
-import { adsConfigSource, compareStrings, duration, isIpLiteral, socketAddress, typed, uint32 } from './util.ts';
+import { adsConfigSource, compareStrings, duration, socketAddress, typed, uint32 } from './util.ts';
 
 const LB_POLICY = {
   round_robin: 'ROUND_ROBIN',
@@ -175,15 +174,6 @@ function expectedNames(upstream: Upstream): SanMatcher[] {
     byKey.set(`${ip ? 'IP' : 'DNS'} ${name}`, { san_type: ip ? 'IP_ADDRESS' : 'DNS', matcher: { exact: name } });
   }
   return [...byKey.entries()].sort(([a], [b]) => compareStrings(a, b)).map(([, matcher]) => matcher);
-}
-
-/** An IP literal in the text form Envoy prints it in (inet_ntop): `0:0::1` -> `::1`. A pure computation, no I/O. */
-function canonicalIp(host: string): string {
-  try {
-    return new SocketAddress({ address: host, family: host.includes(':') ? 'ipv6' : 'ipv4' }).address;
-  } catch {
-    return host; // not an address node can parse; the model refuses such hosts, so this is never emitted
-  }
 }
 
 function http2Options(): Cluster['typed_extension_protocol_options'] {

@@ -1,7 +1,6 @@
 // Small builders for the protobuf shapes that recur across Envoy messages, and the
 // ordering/hashing helpers that keep translation deterministic.
 import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
 import { type MessageName, type EnvoyMessages, packAny } from '../proto/codec.ts';
 
 export interface Duration {
@@ -84,15 +83,6 @@ export function literalHeaderValue(value: string): string {
 /** A socket address (IP or hostname) as envoy.config.core.v3.Address. */
 export function socketAddress(address: string, port: number): { socket_address: { address: string; port_value: number } } {
   return { socket_address: { address, port_value: port } };
-}
-
-/**
- * True for exact IPv4/IPv6 literals (EDS endpoints must be IPs; hostnames need DNS
- * clusters). node's isIP is exact: `999.1.1.1` or `01.2.3.4` are not IPs (and the
- * model refuses them as endpoint hosts).
- */
-export function isIpLiteral(host: string): boolean {
-  return isIP(host) !== 0;
 }
 
 /**
