@@ -5,6 +5,8 @@
 #   vegeta        constant-rate HTTP load (authz and rate-limited route benches)
 #   ghz           constant-rate gRPC load (rate-limit decision bench)
 #   ratelimit     envoyproxy/ratelimit, the yardstick for Sluice's service
+#   gcp-anchor    the reference control plane on go-control-plane
+#                 (../shared/anchors/go-control-plane), the propagation yardstick
 # Usage: bash bench/setup.sh        (FORCE=1 rebuilds everything)
 set -euo pipefail
 
@@ -54,6 +56,18 @@ install() {
 install vegeta github.com/tsenart/vegeta/v12 "$VEGETA_VERSION"
 install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION"
 install ratelimit github.com/envoyproxy/ratelimit/src/service_cmd "$RATELIMIT_VERSION"
+
+# The reference control plane is a module of its own beside the repository.
+anchor_src="$here/../../shared/anchors/go-control-plane"
+anchor_stamp="$bin/.gcp-anchor.version"
+anchor_sum="$(cat "$anchor_src/go.sum" "$anchor_src/main.go" | sha256sum | cut -c1-16)"
+if [[ -n "${FORCE:-}" || ! -x "$bin/gcp-anchor" || "$(cat "$anchor_stamp" 2>/dev/null)" != "$anchor_sum" ]]; then
+  echo "gcp-anchor: building $anchor_src"
+  (cd "$anchor_src" && GOFLAGS=-modcacherw go build -o "$bin/gcp-anchor" .)
+  echo "$anchor_sum" >"$anchor_stamp"
+else
+  echo "gcp-anchor: already built"
+fi
 
 # The build cache is only needed while building (about 400 MB); the module cache
 # stays, so FORCE=1 rebuilds without downloading again.
