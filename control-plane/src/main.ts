@@ -106,12 +106,11 @@ async function main(): Promise<void> {
   log.info('sluice: request-path services listening', { authz: authzPort, ratelimit: rateLimit.port, counters: config.redisUrl ? 'redis' : 'memory' });
 
   const publisher = new Publisher({
-    loadState: async () => {
-      const { state, keys } = await store.loadState();
+    loadState: () => store.loadState(),
+    accept: ({ state, keys }) => {
       authz.update({ state, apiKeys: Object.entries(keys).map(([credential, key]) => ({ credential, keyHash: key.hash })) });
       rateLimitStates.push(state);
       fleetStats.setKnown({ routes: state.routes.map((r) => r.name), clusters: new Map(state.upstreams.map((u) => [clusterName(u.name), u.name])) });
-      return state;
     },
     cache,
     translateOptions: {
@@ -129,6 +128,9 @@ async function main(): Promise<void> {
     log,
     metrics: telemetry.publisher,
   });
+  // A commit through this replica goes to its fleet straight from memory; the
+  // feed's NOTIFY for it then finds it published already.
+  store.onCommitted((revision, snapshot) => publisher.offer({ state: { revision, ...snapshot.config }, keys: snapshot.credential_keys }));
   const feed = new ChangeFeed(db.url);
   feed.on('revision', (revision) => publisher.notify(revision));
   feed.on('connected', (connected) => log.info('sluice: change feed', { connected }));

@@ -1,20 +1,31 @@
 // Part of the composition root: turns each committed revision into a snapshot
-// for the fleet. The change feed says a revision exists; the publisher loads
-// the whole State once, translates it (pure) and hands the resources to the
-// snapshot cache, which pushes only what changed. Bursts of revisions coalesce:
+// for the fleet. A commit made in this process is handed over in memory
+// (offer); a revision another replica committed arrives through the change
+// feed (notify) and is loaded (the store catches up by change sets). Either
+// way the State is translated (pure; unchanged routes reuse their bytes) and
+// handed to the snapshot cache, which pushes only what changed. Bursts of revisions coalesce:
 // at most one load runs at a time and the newest revision wins. A load that
 // fails (Postgres away) is retried with jittered exponential backoff, so the
 // revision is published as soon as Postgres answers again, without waiting for
 // the feed to notify once more.
 import type { State } from './model/index.ts';
+import type { CredentialKey } from './store/config-store.ts';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './store/backoff.ts';
 import { createTranslationCache, translate, type TranslateOptions } from './translate/index.ts';
 import { SnapshotCache } from './xds/cache.ts';
 import { makeSnapshot } from './xds/snapshot.ts';
 import type { Logger } from './xds/stream.ts';
 
+/** One revision as the store gives it: the State and its credentials' key hashes. */
+export interface LoadedRevision {
+  state: State;
+  keys: Record<string, CredentialKey>;
+}
+
 export interface PublisherOptions {
-  loadState: () => Promise<State>;
+  loadState: () => Promise<LoadedRevision>;
+  /** Told of each revision just before the fleet gets it (the request-path services take it from here). */
+  accept?: (revision: LoadedRevision) => void;
   cache: SnapshotCache;
   translateOptions: TranslateOptions;
   log: Logger;
@@ -64,10 +75,10 @@ export class Publisher {
     while (this.wanted > this.published && !this.stopped) {
       try {
         const loadStarted = performance.now();
-        const state = await this.options.loadState();
+        const loaded = await this.options.loadState();
         this.failures = 0;
-        this.publish(state, loadStarted);
-        if (state.revision < this.wanted) this.wanted = state.revision; // the feed ran ahead of what we can read
+        this.offer(loaded, loadStarted);
+        if (loaded.state.revision < this.wanted) this.wanted = loaded.state.revision; // the feed ran ahead of what we can read
       } catch (err) {
         // Postgres away: keep serving the last snapshot and try again later.
         this.failures += 1;
@@ -87,6 +98,16 @@ export class Publisher {
       this.kick();
     }, delayMs);
     this.retryTimer.unref(); // never what keeps a process alive
+  }
+
+  /**
+   * Publishes a revision unless a newer one is out already (a load that raced
+   * a local commit must not take the fleet back).
+   */
+  offer(loaded: LoadedRevision, loadStarted?: number): void {
+    if (loaded.state.revision <= this.published) return;
+    this.options.accept?.(loaded);
+    this.publish(loaded.state, loadStarted);
   }
 
   /** Translates a State and sets it as the fleet's snapshot. */

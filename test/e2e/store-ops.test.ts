@@ -176,7 +176,7 @@ test('a State load that fails while Postgres refuses connections is retried, and
   const warnings: string[] = [];
   const cache = new SnapshotCache();
   const publisher = new Publisher({
-    loadState: async () => (await store.loadState()).state,
+    loadState: () => store.loadState(),
     cache,
     translateOptions: { listenerPort: 10_000, listenerAddress: '127.0.0.1' },
     log: { info() {}, warn: (msg) => warnings.push(msg) },

@@ -331,6 +331,9 @@ describe('translate: TranslationCache', () => {
       (c) => { c.upstreams![3] = { name: 'sessions', endpoints: [{ host: '10.0.1.1', port: 80 }], lb_policy: 'ring_hash', hash_key: { header: 'x-session' } }; },
       (c) => { c.routes = c.routes!.filter((r) => r.cors === undefined); },
       (c) => { c.routes!.push({ name: 'added', match: { path: { prefix: '/added' } }, action: { upstream: 'users' } }); },
+      // A gateway-scoped policy is in force on routes that do not name it: its change must reach them.
+      (c) => { c.rate_limit_policies!.push({ name: 'everywhere', key: ['route'], limit: { requests: 50, per: 'second' }, scope: 'gateway' }); },
+      (c) => { c.rate_limit_policies = c.rate_limit_policies!.map((p) => (p.name === 'everywhere' ? { ...p, limit: { requests: 9, per: 'second' } } : p)); },
     ];
     let config = bigConfig();
     for (const [index, step] of steps.entries()) {
@@ -345,12 +348,25 @@ describe('translate: TranslationCache', () => {
   it('reuses the encoded bytes of unchanged routes', () => {
     const cache = createTranslationCache();
     translate(stateOf(bigConfig()), OPTIONS, cache);
-    const before = new Set(cache.routes.values());
+    const before = new Set([...cache.routes.values()].map((entry) => entry.bytes));
     const config = bigConfig();
     config.routes![2] = { name: 'health', match: { path: { exact: '/healthz' } }, action: { direct_response: { status: 204 } } };
     translate(stateOf(config), OPTIONS, cache);
-    const reused = [...cache.routes.values()].filter((bytes) => before.has(bytes));
+    const reused = [...cache.routes.values()].filter((entry) => before.has(entry.bytes));
     assert.equal(reused.length, config.routes!.length - 1);
+  });
+
+  it('decides by identity when objects are shared between revisions (as the store shares them), and stays exact', () => {
+    const cache = createTranslationCache();
+    const first = stateOf(bigConfig(), 1);
+    translate(first, OPTIONS, cache);
+    const entries = new Map(cache.routes);
+    // The next revision shares every object but one route, as a one-route commit does.
+    const replaced = { ...first.routes[0]!, timeout_ms: 1234 };
+    const second = { ...first, revision: 2, routes: [replaced, ...first.routes.slice(1)] };
+    assert.deepEqual(translate(second, OPTIONS, cache), translate(second, OPTIONS));
+    const kept = [...cache.routes.entries()].filter(([name, entry]) => entries.get(name) === entry).map(([name]) => name);
+    assert.deepEqual(kept.sort(), first.routes.slice(1).map((r) => r.name).sort(), 'every shared route kept its entry without re-keying');
   });
 });
 

@@ -11,4 +11,5 @@ export * from './consumer.ts';
 export * from './jwt-provider.ts';
 export * from './rate-limit-policy.ts';
 export * from './state.ts';
+export { validateState, validateChange, ValidationIndex, matcherKey, type ObjectChange } from './cross-object.ts';
 export { re2Problem, re2Literal, captureGroupCount, estimateProgramSize, ENVOY_RE2_PROGRAM_SIZE_LIMIT, MAX_ESTIMATED_PROGRAM_SIZE } from './re2.ts';

@@ -6,9 +6,10 @@
 // change. The revision insert fires NOTIFY on commit (see the migration), which
 // is how every replica learns of it.
 import {
-  KINDS, DeclarativeConfigSchema, emptyState, issuesFromZod, validateState,
+  KINDS, DeclarativeConfigSchema, ValidationIndex, emptyState, issuesFromZod, validateChange,
   type DeclarativeConfig, type Issue, type Kind, type State,
 } from '../model/index.ts';
+import { deepFreeze } from './frozen.ts';
 import type { PrismaClient } from './prisma.ts';
 import {
   changeSetOf, DEFAULT_HISTORY, needsCheckpoint, pruneHistory, reconstruct, replay, rowsAfter, sortedKeys,
@@ -78,10 +79,16 @@ export interface RevisionSummary {
  * and, when asked, the caller's ETag version.
  */
 export class Draft {
+  /**
+   * If-Match versions the plan asked for, checked against the rows after the
+   * plan ran (in the same transaction, under the write lock): reading only the
+   * objects a change names keeps a write O(change).
+   */
+  readonly expectedVersions: Array<{ kind: Kind; name: string; version: number }> = [];
+
   constructor(
     readonly config: DeclarativeConfig,
     readonly keys: Record<string, CredentialKey>,
-    private readonly versions: ReadonlyMap<string, number>,
   ) {}
 
   get(kind: Kind, name: string): ObjectSpec | undefined {
@@ -142,11 +149,7 @@ export class Draft {
   }
 
   private checkVersion(kind: Kind, name: string, ifVersion: number | undefined): void {
-    if (ifVersion === undefined) return;
-    const current = this.versions.get(`${kind}/${name}`);
-    if (current !== ifVersion) {
-      throw new StoreError('precondition_failed', `${kind} '${name}' is at version ${current}, not ${ifVersion}`);
-    }
+    if (ifVersion !== undefined) this.expectedVersions.push({ kind, name, version: ifVersion });
   }
 }
 
@@ -162,6 +165,7 @@ export class ConfigStore {
   private readonly history: RevisionHistorySettings;
   private commitsSincePrune = 0;
   private pruning?: Promise<PruneResult | undefined>;
+  private readonly committedListeners = new Set<(revision: number, snapshot: RevisionSnapshot) => void>();
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -186,7 +190,7 @@ export class ConfigStore {
     const caughtUp = this.latest && this.latest.revision < revision ? await catchUp(prisma, this.latest, revision) : undefined;
     const rebuilt = caughtUp ?? (await reconstruct(prisma, revision));
     if (!rebuilt) throw new StoreError('unavailable', `revision ${revision} cannot be read back`);
-    this.latest = { revision, ...rebuilt };
+    this.latest = { revision, since: rebuilt.since, snapshot: freezeSnapshot(rebuilt.snapshot) };
     return this.latest;
   }
 
@@ -199,7 +203,17 @@ export class ConfigStore {
   /** The whole config at the newest revision. */
   async loadState(): Promise<{ state: State; keys: Record<string, CredentialKey> }> {
     const { revision, snapshot } = await this.latestSnapshot(this.prisma);
-    return { state: { revision, ...structuredClone(snapshot.config) }, keys: { ...snapshot.credential_keys } };
+    return stateOf(revision, snapshot);
+  }
+
+  /**
+   * Calls `listener` after each commit made through this store, with the new
+   * revision's (frozen) snapshot: the local publisher takes it from here, with
+   * no read back from Postgres. Other replicas learn of it through the feed.
+   */
+  onCommitted(listener: (revision: number, snapshot: RevisionSnapshot) => void): () => void {
+    this.committedListeners.add(listener);
+    return () => this.committedListeners.delete(listener);
   }
 
   /**
@@ -294,22 +308,31 @@ export class ConfigStore {
    * nothing changed, or `dryRun` is set (then the diff is still returned).
    */
   async commit(actor: string, message: string, plan: (draft: Draft) => void, opts: { dryRun?: boolean } = {}): Promise<CommitResult> {
+    let head: Head | undefined;
+    let moved: { index: ValidationIndex; diff: DiffEntry[] } | undefined;
     return this.prisma.$transaction(
       async (tx) => {
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
-        const { revision: currentRevision, snapshot: current, since } = await this.latestSnapshot(tx as unknown as PrismaClient);
-        const versions = await loadVersions(tx as unknown as PrismaClient);
-        // Arrays are copied, objects shared: Draft replaces objects, never edits them.
-        const draft = new Draft(shallowCopy(current.config), { ...current.credential_keys }, versions);
+        head = await this.latestSnapshot(tx as unknown as PrismaClient);
+        const { revision: currentRevision, snapshot: current, since } = head;
+        // Arrays are copied, objects shared: Draft replaces objects, never edits them (they are frozen).
+        const draft = new Draft(shallowCopy(current.config), { ...current.credential_keys });
         plan(draft);
+        await checkVersions(tx as unknown as PrismaClient, draft.expectedVersions);
         // Config comes back on a rollback; revoked key material never does.
         const keysWithheld = await withholdRevokedKeys(tx as unknown as PrismaClient, current.credential_keys, draft.keys);
 
         const next = normalise(draft.config, current.config);
-        const issues = validateState({ revision: currentRevision + 1, ...next });
+        const diff = diffConfigs(current.config, next);
+        // Cross-object rules for what the change touches and what references it
+        // (model/cross-object.ts); the index moves with the change and moves back
+        // if the change is refused or its transaction fails.
+        const index = takeIndex(head);
+        index.apply(diff);
+        moved = { index, diff };
+        const issues = validateChange(index, { revision: currentRevision + 1, ...next }, diff);
         if (issues.length > 0) throw new StoreError('invalid', 'the change would make the config invalid', issues);
 
-        const diff = diffConfigs(current.config, next);
         const keysChanged = JSON.stringify(sortKeys(current.credential_keys)) !== JSON.stringify(sortKeys(draft.keys));
         if (opts.dryRun || (diff.length === 0 && !keysChanged)) return { revision: currentRevision, changed: false, diff, keysWithheld };
 
@@ -328,37 +351,56 @@ export class ConfigStore {
         const nextSince: SinceCheckpoint = checkpoint ? { revisions: 0, bytes: 0 } : { revisions: since.revisions + 1, bytes: since.bytes + changeBytes };
         await recordRevocations(tx as unknown as PrismaClient, droppedKeys(current.credential_keys, draft.keys), revision.id);
         await writeRows(tx as unknown as PrismaClient, diff, draft.keys, rekeyed(current.credential_keys, draft.keys, next));
-        const committed: Head = { revision: Number(revision.id), snapshot: nextSnapshot, since: nextSince };
-        await tx.auditLog.createMany({
-          data: diff.map((d) => ({
-            revision: revision.id,
-            actor,
-            action: d.op,
-            kind: d.kind,
-            objectName: d.name,
-            before: (d.before ?? undefined) as object | undefined,
-            after: (d.after ?? undefined) as object | undefined,
-          })),
-        });
+        const committed: Head = { revision: Number(revision.id), snapshot: freezeSnapshot(nextSnapshot), since: nextSince };
+        await writeAudit(tx as unknown as PrismaClient, revision.id, actor, diff);
         return { revision: Number(revision.id), changed: true, diff, keysWithheld, committed };
       },
       { timeout: 30_000, maxWait: 10_000 },
-    ).then(({ committed, ...result }: CommitResult & { committed?: Head }) => {
-      // Only after the commit: a rolled-back transaction must not leave its config here.
-      if (committed) {
-        this.latest = committed;
-        this.afterCommit();
-      }
-      return result;
-    });
+    ).then(
+      ({ committed, ...result }: CommitResult & { committed?: Head }) => {
+        // Only after the commit: a rolled-back transaction must not leave its config here.
+        if (committed) {
+          committed.index = moved?.index;
+          if (!this.latest || this.latest.revision < committed.revision) this.latest = committed;
+          this.afterCommit();
+          for (const listener of this.committedListeners) listener(committed.revision, committed.snapshot);
+        } else if (moved && head) {
+          moved.index.revert(moved.diff); // dry run or no-op: the index stays with the head it describes
+          head.index ??= moved.index;
+        }
+        return result;
+      },
+      (err: unknown) => {
+        if (moved && head) {
+          moved.index.revert(moved.diff);
+          head.index ??= moved.index;
+        }
+        throw err;
+      },
+    );
   }
 }
 
 /** The cached newest revision: its snapshot and how far it is from its checkpoint. */
 interface Head {
   revision: number;
+  /** Frozen: shared with the publisher and loadState callers, never copied. */
   snapshot: RevisionSnapshot;
   since: SinceCheckpoint;
+  /** Cross-object links of `snapshot` (built on the first write, then moved along with each commit). */
+  index?: ValidationIndex;
+}
+
+/** The head's validation index, taken from it (a commit moves it to the next head). */
+function takeIndex(head: Head): ValidationIndex {
+  const index = head.index ?? ValidationIndex.of(head.snapshot.config);
+  head.index = undefined;
+  return index;
+}
+
+/** Deep-frozen; objects carried over from the previous head are frozen already and cost a check each. */
+function freezeSnapshot(snapshot: RevisionSnapshot): RevisionSnapshot {
+  return deepFreeze(snapshot);
 }
 
 /** Replicas catch up by change sets when a little behind; further behind, a rebuild from the checkpoint is cheaper. */
@@ -434,6 +476,11 @@ function rekeyed(current: Record<string, CredentialKey>, keys: Record<string, Cr
   return next.credentials.map((c) => c.name).filter((name) => current[name]?.hash !== keys[name]?.hash);
 }
 
+/** A revision's State and keys as loadState gives them: the frozen snapshot's arrays, not copies. */
+function stateOf(revision: number, snapshot: RevisionSnapshot): { state: State; keys: Record<string, CredentialKey> } {
+  return { state: { revision, ...snapshot.config }, keys: { ...snapshot.credential_keys } };
+}
+
 function emptyConfig(): DeclarativeConfig {
   const { revision: _revision, ...config } = emptyState(0);
   return config;
@@ -460,25 +507,38 @@ function normalise(config: DeclarativeConfig, current: DeclarativeConfig): Decla
   for (const kind of KINDS) {
     const replacements = (parsed.data[kind] as ObjectSpec[])[Symbol.iterator]();
     (out[kind] as ObjectSpec[]) = (config[kind] as ObjectSpec[])
-      .map((o) => (known.has(o) ? o : replacements.next().value!))
+      .map((o) => (known.has(o) ? o : deepFreeze(replacements.next().value!)))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
   return out;
 }
 
-/** Object-level differences between two configs, in kind then name order. */
+/**
+ * Object-level differences between two configs, in kind then name order. Both
+ * are sorted by name (as the store keeps them), so one merge walk per kind;
+ * objects carried over are the same object and are not compared.
+ */
 export function diffConfigs(before: DeclarativeConfig, after: DeclarativeConfig): DiffEntry[] {
   const diff: DiffEntry[] = [];
   for (const kind of KINDS) {
-    const old = new Map((before[kind] as ObjectSpec[]).map((o) => [o.name, o]));
-    const next = new Map((after[kind] as ObjectSpec[]).map((o) => [o.name, o]));
-    const names = [...new Set([...old.keys(), ...next.keys()])].sort();
-    for (const name of names) {
-      const a = old.get(name);
-      const b = next.get(name);
-      if (a && !b) diff.push({ op: 'delete', kind, name, before: a });
-      else if (!a && b) diff.push({ op: 'create', kind, name, after: b });
-      else if (a && b && a !== b && canonical(a) !== canonical(b)) diff.push({ op: 'update', kind, name, before: a, after: b });
+    const old = before[kind] as ObjectSpec[];
+    const next = after[kind] as ObjectSpec[];
+    let i = 0;
+    let j = 0;
+    while (i < old.length || j < next.length) {
+      const a = old[i];
+      const b = next[j];
+      if (b === undefined || (a !== undefined && a.name < b.name)) {
+        diff.push({ op: 'delete', kind, name: a!.name, before: a });
+        i += 1;
+      } else if (a === undefined || b.name < a.name) {
+        diff.push({ op: 'create', kind, name: b.name, after: b });
+        j += 1;
+      } else {
+        if (a !== b && canonical(a) !== canonical(b)) diff.push({ op: 'update', kind, name: a.name, before: a, after: b });
+        i += 1;
+        j += 1;
+      }
     }
   }
   return diff;
@@ -520,60 +580,111 @@ function delegate(prisma: PrismaClient, kind: Kind): ObjectDelegate {
   return delegates[kind] as ObjectDelegate;
 }
 
-/** Every object's version (for If-Match checks), in one round trip. */
-async function loadVersions(prisma: PrismaClient): Promise<Map<string, number>> {
-  const rows = await prisma.$queryRaw<Array<{ kind: string; name: string; version: number }>>`
-    SELECT 'upstreams' AS kind, name, version FROM upstreams
-    UNION ALL SELECT 'routes', name, version FROM routes
-    UNION ALL SELECT 'consumers', name, version FROM consumers
-    UNION ALL SELECT 'credentials', name, version FROM credentials
-    UNION ALL SELECT 'jwt_providers', name, version FROM jwt_providers
-    UNION ALL SELECT 'rate_limit_policies', name, version FROM rate_limit_policies`;
-  return new Map(rows.map((row) => [`${row.kind}/${row.name}`, Number(row.version)]));
+/** The If-Match checks a plan asked for, against the rows (one query per kind named). */
+async function checkVersions(prisma: PrismaClient, expected: Draft['expectedVersions']): Promise<void> {
+  for (const kind of KINDS) {
+    const wanted = expected.filter((e) => e.kind === kind);
+    if (wanted.length === 0) continue;
+    const rows = (await delegate(prisma, kind).findMany({ where: { name: { in: wanted.map((e) => e.name) } }, select: { name: true, version: true } })) as Array<{ name: string; version: number }>;
+    const versions = new Map(rows.map((row) => [row.name, row.version]));
+    for (const { name, version } of wanted) {
+      const current = versions.get(name);
+      if (current !== version) throw new StoreError('precondition_failed', `${kind} '${name}' is at version ${current}, not ${version}`);
+    }
+  }
 }
+
+/** One audit row per change, in diff order (ids ascend with it), in one statement. */
+async function writeAudit(prisma: PrismaClient, revision: bigint, actor: string, diff: DiffEntry[]): Promise<void> {
+  if (diff.length === 0) return;
+  const rows = diff.map((d, i) => ({ i, action: d.op, kind: d.kind, object_name: d.name, before: d.before ?? null, after: d.after ?? null }));
+  await prisma.$executeRaw`
+    INSERT INTO audit_log (revision, actor, action, kind, object_name, before, after)
+    SELECT ${revision}, ${actor}, r.action, r.kind, r.object_name, r.before, r.after
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(i int, action text, kind text, object_name text, before jsonb, after jsonb)
+    ORDER BY r.i`;
+}
+
+/** Each kind's table (fixed names: the only text spliced into SQL here). */
+const TABLES: Record<Kind, string> = {
+  upstreams: 'upstreams',
+  routes: 'routes',
+  consumers: 'consumers',
+  credentials: 'credentials',
+  jwt_providers: 'jwt_providers',
+  rate_limit_policies: 'rate_limit_policies',
+};
+
+/** Kinds in the order their rows may be written: consumers before the credentials that point at them. */
+const WRITE_ORDER: readonly Kind[] = ['upstreams', 'routes', 'consumers', 'jwt_providers', 'rate_limit_policies', 'credentials'];
 
 /**
- * Applies a diff to the object tables, parents before children on create,
- * children first on delete; then the key columns of `rekeyedCredentials` the
- * diff did not already write.
+ * Applies a diff to the object tables with a few set-based statements (one
+ * per kind and operation, the rows passed as one JSON parameter), so a
+ * 10,000-object apply is as many statements as a one-object write. Deletes
+ * first (credentials before consumers; a consumer's cascade may have taken
+ * its credentials already), then creates and updates, consumers before
+ * credentials; then the key columns of `rekeyedCredentials` the diff did not
+ * already write.
  */
 async function writeRows(prisma: PrismaClient, diff: DiffEntry[], keys: Record<string, CredentialKey>, rekeyedCredentials: string[]): Promise<void> {
-  const deletes = diff.filter((d) => d.op === 'delete').sort((a, b) => (a.kind === 'credentials' ? -1 : b.kind === 'credentials' ? 1 : 0));
-  for (const d of deletes) {
-    // A cascade from a deleted consumer may have removed the row already.
-    await delegate(prisma, d.kind).delete({ where: { name: d.name } }).catch((err: unknown) => {
-      if (!isNotFound(err)) throw err;
-    });
+  for (const kind of ['credentials', ...WRITE_ORDER.filter((k) => k !== 'credentials')] as Kind[]) {
+    const names = diff.filter((d) => d.op === 'delete' && d.kind === kind).map((d) => d.name);
+    if (names.length > 0) await prisma.$executeRawUnsafe(`DELETE FROM ${TABLES[kind]} WHERE name = ANY($1::text[])`, names);
   }
-  for (const d of diff.filter((x) => x.op !== 'delete').sort((a, b) => (a.kind === 'credentials' ? 1 : b.kind === 'credentials' ? -1 : 0))) {
-    const data = await rowData(prisma, d.kind, d.after!, keys);
-    if (d.op === 'create') await delegate(prisma, d.kind).create({ data: { name: d.name, ...data } });
-    else await delegate(prisma, d.kind).update({ where: { name: d.name }, data: { ...data, version: { increment: 1 } } });
+  for (const kind of WRITE_ORDER) {
+    for (const op of ['create', 'update'] as const) {
+      const entries = diff.filter((d) => d.op === op && d.kind === kind);
+      if (entries.length === 0) continue;
+      if (kind === 'credentials') await writeCredentials(prisma, op, entries.map((d) => d.after as Credential), keys);
+      else await writeObjects(prisma, TABLES[kind], op, entries.map((d) => ({ name: d.name, spec: d.after })));
+    }
   }
   const written = new Set(diff.filter((d) => d.kind === 'credentials').map((d) => d.name));
-  for (const name of rekeyedCredentials.filter((n) => !written.has(n))) {
-    const key = keys[name];
-    await prisma.credential.update({ where: { name }, data: { keyPrefix: key?.prefix ?? null, keyHash: key?.hash ?? null, version: { increment: 1 } } });
+  const rekeys = rekeyedCredentials.filter((name) => !written.has(name)).map((name) => ({ name, key_prefix: keys[name]?.prefix ?? null, key_hash: keys[name]?.hash ?? null }));
+  if (rekeys.length === 0) return;
+  await prisma.$executeRawUnsafe(
+    `UPDATE credentials AS t SET key_prefix = r.key_prefix, key_hash = r.key_hash, version = t.version + 1, updated_at = now()
+     FROM jsonb_to_recordset($1::jsonb) AS r(name text, key_prefix text, key_hash text) WHERE t.name = r.name`,
+    JSON.stringify(rekeys),
+  );
+}
+
+type Credential = DeclarativeConfig['credentials'][number];
+
+async function writeObjects(prisma: PrismaClient, table: string, op: 'create' | 'update', rows: Array<{ name: string; spec: unknown }>): Promise<void> {
+  const json = JSON.stringify(rows);
+  if (op === 'create') {
+    await prisma.$executeRawUnsafe(`INSERT INTO ${table} (name, spec) SELECT r.name, r.spec FROM jsonb_to_recordset($1::jsonb) AS r(name text, spec jsonb)`, json);
+    return;
   }
+  await prisma.$executeRawUnsafe(
+    `UPDATE ${table} AS t SET spec = r.spec, version = t.version + 1, updated_at = now() FROM jsonb_to_recordset($1::jsonb) AS r(name text, spec jsonb) WHERE t.name = r.name`,
+    json,
+  );
 }
 
-async function rowData(prisma: PrismaClient, kind: Kind, spec: ObjectSpec, keys: Record<string, CredentialKey>): Promise<Record<string, unknown>> {
-  if (kind !== 'credentials') return { spec: spec as object };
-  const credential = spec as DeclarativeConfig['credentials'][number];
-  const consumer = await prisma.consumer.findUnique({ where: { name: credential.consumer }, select: { id: true } });
-  if (!consumer) throw new StoreError('invalid', `unknown consumer '${credential.consumer}'`, [{ path: ['consumer'], message: 'unknown consumer' }]);
-  const key = keys[credential.name];
-  return {
-    spec: spec as object,
-    consumerId: consumer.id,
-    keyPrefix: key?.prefix ?? null,
-    keyHash: key?.hash ?? null,
-    expiresAt: credential.expires_at ? new Date(credential.expires_at) : null,
-  };
-}
-
-function isNotFound(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'P2025';
+/** Credentials carry their consumer's row id and the key columns besides the spec. */
+async function writeCredentials(prisma: PrismaClient, op: 'create' | 'update', credentials: Credential[], keys: Record<string, CredentialKey>): Promise<void> {
+  const rows = credentials.map((c) => ({
+    name: c.name,
+    consumer: c.consumer,
+    key_prefix: keys[c.name]?.prefix ?? null,
+    key_hash: keys[c.name]?.hash ?? null,
+    expires_at: c.expires_at ?? null,
+    spec: c,
+  }));
+  const recordset = `jsonb_to_recordset($1::jsonb) AS r(name text, consumer text, key_prefix text, key_hash text, expires_at timestamptz, spec jsonb) JOIN consumers c ON c.name = r.consumer`;
+  const written =
+    op === 'create'
+      ? await prisma.$executeRawUnsafe(`INSERT INTO credentials (name, consumer_id, key_prefix, key_hash, expires_at, spec) SELECT r.name, c.id, r.key_prefix, r.key_hash, r.expires_at, r.spec FROM ${recordset}`, JSON.stringify(rows))
+      : await prisma.$executeRawUnsafe(
+          `UPDATE credentials AS t SET consumer_id = x.consumer_id, key_prefix = x.key_prefix, key_hash = x.key_hash, expires_at = x.expires_at, spec = x.spec, version = t.version + 1, updated_at = now()
+           FROM (SELECT r.name, c.id AS consumer_id, r.key_prefix, r.key_hash, r.expires_at, r.spec FROM ${recordset}) AS x WHERE t.name = x.name`,
+          JSON.stringify(rows),
+        );
+  // validateChange already refused unknown consumers; a mismatch here means the rows and the config disagree.
+  if (written !== rows.length) throw new StoreError('invalid', 'unknown consumer', [{ path: ['consumer'], message: 'unknown consumer' }]);
 }
 
 function toStored(kind: Kind, row: Row): StoredObject {

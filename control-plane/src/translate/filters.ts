@@ -82,13 +82,15 @@ export const DEFAULT_RATELIMIT_TIMEOUT_MS = 500;
 export function filterNeeds(state: State, options: TranslateOptions, policies: ReadonlyMap<string, RateLimitPolicy>): FilterNeeds {
   const forwarding = state.routes.filter((route) => isForwarding(route.action));
   const authed = options.authz === undefined ? [] : state.routes.filter((route) => route.auth.mode !== 'none');
+  // Without policies no route has any: skip three walks over every route.
+  const limited = policies.size > 0;
   return {
     cors: state.routes.some((route) => route.cors !== undefined),
     extAuthz: authed.length > 0,
     extAuthzFailOpen: authed.some(failsOpen),
-    localRateLimit: forwarding.some((route) => localShieldPolicy(route, policies) !== undefined),
-    rateLimit: options.ratelimit !== undefined && forwarding.some((route) => knownPolicies(route, policies).length > 0),
-    rateLimitFailClosed: options.ratelimit !== undefined && forwarding.some((route) => failsClosed(route, policies)),
+    localRateLimit: limited && forwarding.some((route) => localShieldPolicy(route, policies) !== undefined),
+    rateLimit: limited && options.ratelimit !== undefined && forwarding.some((route) => knownPolicies(route, policies).length > 0),
+    rateLimitFailClosed: limited && options.ratelimit !== undefined && forwarding.some((route) => failsClosed(route, policies)),
   };
 }
 
