@@ -116,8 +116,20 @@ async function main(): Promise<void> {
     translateOptions: {
       listenerPort: config.gatewayPort,
       listenerAddress: config.gatewayAddress,
-      authz: { clusterName: 'sluice_authz', host: config.authzHost, port: authzPort, timeoutMs: config.authzTimeoutMs },
-      ratelimit: { clusterName: 'sluice_ratelimit', host: config.ratelimitHost, port: rateLimit.port, domain: RATELIMIT_DOMAIN, timeoutMs: config.ratelimitTimeoutMs },
+      // Envoys dial the advertised address (a Service over every replica) when one is set.
+      authz: {
+        clusterName: 'sluice_authz',
+        host: config.authzAdvertise.host ?? config.authzHost,
+        port: config.authzAdvertise.port ?? authzPort,
+        timeoutMs: config.authzTimeoutMs,
+      },
+      ratelimit: {
+        clusterName: 'sluice_ratelimit',
+        host: config.ratelimitAdvertise.host ?? config.ratelimitHost,
+        port: config.ratelimitAdvertise.port ?? rateLimit.port,
+        domain: RATELIMIT_DOMAIN,
+        timeoutMs: config.ratelimitTimeoutMs,
+      },
       edge: config.gatewayEdge,
       accessLog: config.gatewayAccessLog,
       tracing: {

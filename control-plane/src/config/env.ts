@@ -33,10 +33,18 @@ export interface Config extends XdsTransportConfig {
   bootstrapToken: string | undefined;
   authzHost: string;
   authzPort: number;
+  /**
+   * Where Envoys dial the authz service, when not where it listens: a Service
+   * name in front of every replica, so an Envoy keeps its checks when the
+   * replica that configured it dies. Every replica must advertise the same.
+   */
+  authzAdvertise: { host?: string; port?: number };
   /** How long Envoy waits for the authz service before the route's auth.on_error applies. */
   authzTimeoutMs: number;
   ratelimitHost: string;
   ratelimitPort: number;
+  /** Where Envoys dial the rate-limit service, when not where it listens (as authzAdvertise). */
+  ratelimitAdvertise: { host?: string; port?: number };
   /** Envoy's deadline for the rate-limit service (RATELIMIT_TIMEOUT_MS). */
   ratelimitTimeoutMs: number;
   /** Redis for rate-limit counters; undefined means in-memory counters. */
@@ -147,10 +155,15 @@ const schema = z.object({
   SLUICE_BOOTSTRAP_TOKEN: optional(z.string().min(24, { error: 'expected at least 24 characters when set' })),
   AUTHZ_HOST: optional(host).default('127.0.0.1'),
   AUTHZ_PORT: optional(port).default(9191),
+  // Unset: Envoys dial AUTHZ_HOST and the port bound.
+  AUTHZ_ADVERTISE_HOST: optional(host),
+  AUTHZ_ADVERTISE_PORT: optional(port),
   // Envoy's ext_authz deadline; past it a route's auth.on_error decides (deny: 503).
   AUTHZ_TIMEOUT_MS: optional(intIn(10, 60_000)).default(500),
   RATELIMIT_HOST: optional(host).default('127.0.0.1'),
   RATELIMIT_PORT: optional(port).default(8081),
+  RATELIMIT_ADVERTISE_HOST: optional(host),
+  RATELIMIT_ADVERTISE_PORT: optional(port),
   // Envoy's rate-limit deadline; past it a route's policies' on_error decides
   // (any deny: 503). 500 ms: well above a loaded 2-core machine's gRPC round trip,
   // so a busy service is waited for instead of admitted past (over-admitting).
@@ -231,9 +244,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bootstrapToken: e.SLUICE_BOOTSTRAP_TOKEN,
     authzHost: e.AUTHZ_HOST,
     authzPort: e.AUTHZ_PORT,
+    authzAdvertise: { host: e.AUTHZ_ADVERTISE_HOST, port: e.AUTHZ_ADVERTISE_PORT },
     authzTimeoutMs: e.AUTHZ_TIMEOUT_MS,
     ratelimitHost: e.RATELIMIT_HOST,
     ratelimitPort: e.RATELIMIT_PORT,
+    ratelimitAdvertise: { host: e.RATELIMIT_ADVERTISE_HOST, port: e.RATELIMIT_ADVERTISE_PORT },
     ratelimitTimeoutMs: e.RATELIMIT_TIMEOUT_MS,
     redisUrl: e.REDIS_URL,
     secret: e.SLUICE_SECRET,
