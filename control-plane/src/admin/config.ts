@@ -30,13 +30,13 @@ export function registerConfig(app: FastifyInstance, ctx: AdminContext): void {
 
   app.post('/v1/config::diff', async (request) => {
     const config = parseConfig(request.body);
-    const result = await ctx.store.commit(actorOf(request), 'diff (dry run)', (draft) => draft.replaceAll(config), { dryRun: true });
+    const result = await ctx.store.commit(actorOf(request), 'diff (dry run)', (draft) => draft.replaceAll(config, undefined, { parsed: true }), { dryRun: true });
     return { revision: result.revision, changes: changeList(result.diff) };
   });
 
   app.put('/v1/config', async (request, reply) => {
     const config = parseConfig(request.body);
-    const outcome = await commitWrite(ctx, request, reply, 'declarative apply', (draft) => draft.replaceAll(config));
+    const outcome = await commitWrite(ctx, request, reply, 'declarative apply', (draft) => draft.replaceAll(config, undefined, { parsed: true }));
     return {
       revision: outcome.revision,
       changed: outcome.changed,

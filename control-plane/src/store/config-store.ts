@@ -135,9 +135,20 @@ export class Draft {
     this.keys[name] = key;
   }
 
-  /** Replaces the whole config (declarative apply, rollback); keys of kept credentials stay. */
-  replaceAll(config: DeclarativeConfig, keys?: Record<string, CredentialKey>): void {
+  /**
+   * Objects the plan vouches were parsed by the model's schema already (a
+   * declarative apply parses its body before it commits): the commit does not
+   * parse them a second time.
+   */
+  readonly parsed = new WeakSet<object>();
+
+  /**
+   * Replaces the whole config (declarative apply, rollback); keys of kept
+   * credentials stay. `parsed`: the config is the output of the model's schema.
+   */
+  replaceAll(config: DeclarativeConfig, keys?: Record<string, CredentialKey>, opts: { parsed?: boolean } = {}): void {
     for (const kind of KINDS) (this.config[kind] as ObjectSpec[]) = [...(config[kind] as ObjectSpec[])];
+    if (opts.parsed) for (const kind of KINDS) for (const object of config[kind] as ObjectSpec[]) this.parsed.add(object);
     const kept = keys ?? this.keys;
     const next: Record<string, CredentialKey> = {};
     for (const credential of config.credentials) {
@@ -322,7 +333,7 @@ export class ConfigStore {
         // Config comes back on a rollback; revoked key material never does.
         const keysWithheld = await withholdRevokedKeys(tx as unknown as PrismaClient, current.credential_keys, draft.keys);
 
-        const next = normalise(draft.config, current.config);
+        const next = normalise(draft.config, current.config, draft.parsed);
         const diff = diffConfigs(current.config, next);
         // Cross-object rules for what the change touches and what references it
         // (model/cross-object.ts); the index moves with the change and moves back
@@ -497,8 +508,9 @@ function shallowCopy(config: DeclarativeConfig): DeclarativeConfig {
  * defaults, so stored specs are canonical) and sorts by name. Objects carried
  * over from the current config are already canonical and are not parsed again.
  */
-function normalise(config: DeclarativeConfig, current: DeclarativeConfig): DeclarativeConfig {
-  const known = new Set<object>(KINDS.flatMap((kind) => current[kind] as ObjectSpec[]));
+function normalise(config: DeclarativeConfig, current: DeclarativeConfig, parsedAlready: WeakSet<object>): DeclarativeConfig {
+  const carried = new Set<object>(KINDS.flatMap((kind) => current[kind] as ObjectSpec[]));
+  const known = { has: (o: object) => carried.has(o) || parsedAlready.has(o) };
   const fresh: Record<string, ObjectSpec[]> = {};
   for (const kind of KINDS) fresh[kind] = (config[kind] as ObjectSpec[]).filter((o) => !known.has(o));
   const parsed = DeclarativeConfigSchema.safeParse(fresh);
@@ -507,7 +519,7 @@ function normalise(config: DeclarativeConfig, current: DeclarativeConfig): Decla
   for (const kind of KINDS) {
     const replacements = (parsed.data[kind] as ObjectSpec[])[Symbol.iterator]();
     (out[kind] as ObjectSpec[]) = (config[kind] as ObjectSpec[])
-      .map((o) => (known.has(o) ? o : deepFreeze(replacements.next().value!)))
+      .map((o) => deepFreeze(known.has(o) ? o : replacements.next().value!))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
   return out;
@@ -516,7 +528,9 @@ function normalise(config: DeclarativeConfig, current: DeclarativeConfig): Decla
 /**
  * Object-level differences between two configs, in kind then name order. Both
  * are sorted by name (as the store keeps them), so one merge walk per kind;
- * objects carried over are the same object and are not compared.
+ * objects carried over are the same object and are not compared. An object of
+ * `after` equal in content to its `before` is replaced by it (`after`'s arrays
+ * are the commit's own, not yet frozen).
  */
 export function diffConfigs(before: DeclarativeConfig, after: DeclarativeConfig): DiffEntry[] {
   const diff: DiffEntry[] = [];
@@ -535,7 +549,10 @@ export function diffConfigs(before: DeclarativeConfig, after: DeclarativeConfig)
         diff.push({ op: 'create', kind, name: b.name, after: b });
         j += 1;
       } else {
-        if (a !== b && canonical(a) !== canonical(b)) diff.push({ op: 'update', kind, name: a.name, before: a, after: b });
+        if (a !== b) {
+          if (canonical(a) !== canonical(b)) diff.push({ op: 'update', kind, name: a.name, before: a, after: b });
+          else next[j] = a; // equal content: keep the object the head has (caches downstream decide by identity)
+        }
         i += 1;
         j += 1;
       }
