@@ -61,8 +61,8 @@ async function main(): Promise<void> {
   const registry = new NodeRegistry();
   // Node status shared with the other replicas through Postgres (batched; a lease per replica).
   const replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const fleetStatus = new FleetStatusWriter({ prisma, replicaId, nodes: () => registry.list(), log });
-  registry.onChange(() => fleetStatus.changed());
+  const fleetStatus = new FleetStatusWriter({ prisma, replicaId, nodes: () => registry.list(), node: (streamId) => registry.get(streamId), log });
+  registry.onChange((streamId) => fleetStatus.changed(streamId));
   await fleetStatus.start();
   closers.push(() => fleetStatus.stop());
   const telemetry = new ControlPlaneMetrics({ fleet: registry });

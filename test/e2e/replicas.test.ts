@@ -173,9 +173,10 @@ test('fleet_nodes writer: a replica whose lease lapses loses its nodes, and writ
     streamId, nodeId, group: 'default', protocol: 'sotw', connectedAt: new Date().toISOString(), acked: {}, hasAcked: true, syncedRevision: 7, ...extra,
   });
   // "stalled" renews only when told (a process stuck longer than its lease); "watcher" renews every 50 ms.
+  // The lease (2 s) must outlast the first checks below on a loaded machine, which run before it lapses.
   let stalledNodes = [node(1, 'lease-n1'), node(2, 'lease-n2', { hasAcked: false, syncedRevision: undefined })];
-  const stalled = new FleetStatusWriter({ prisma, replicaId: 'lease-stalled', nodes: () => stalledNodes, timings: { flushMs: 20, heartbeatMs: 3_600_000, leaseMs: 300 } });
-  const watcher = new FleetStatusWriter({ prisma, replicaId: 'lease-watcher', nodes: () => [], timings: { flushMs: 20, heartbeatMs: 50, leaseMs: 300 } });
+  const stalled = new FleetStatusWriter({ prisma, replicaId: 'lease-stalled', nodes: () => stalledNodes, timings: { flushMs: 20, heartbeatMs: 3_600_000, leaseMs: 2_000 } });
+  const watcher = new FleetStatusWriter({ prisma, replicaId: 'lease-watcher', nodes: () => [], timings: { flushMs: 20, heartbeatMs: 50, leaseMs: 2_000 } });
   const visible = async () => (await remoteFleetNodes(prisma, 'lease-watcher')).filter((n) => n.replicaId === 'lease-stalled').map((n) => n.nodeId).sort().join();
   try {
     await stalled.start();

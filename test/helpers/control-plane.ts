@@ -18,6 +18,8 @@ export interface ControlPlane {
   xdsPort: number;
   gatewayPort: number;
   token: string;
+  /** The control-plane process (for RSS readings in bench/). */
+  pid: number;
   output(): string;
   /** Calls the admin API with the admin token; JSON in, parsed JSON out. */
   api(method: string, pathAndQuery: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; headers: Headers; body: unknown }>;
@@ -93,6 +95,7 @@ export async function startControlPlane(opts: { databaseUrl: string; gatewayPort
     xdsPort,
     gatewayPort,
     token,
+    pid: child.pid!,
     output: () => output,
     api,
     stop: async () => {

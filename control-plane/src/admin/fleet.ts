@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ConfigStore } from '../store/config-store.ts';
 import type { RemoteFleetNode } from '../store/fleet-status.ts';
-import { nodeCounts, type NodeRegistry, type NodeStatus } from '../xds/registry.ts';
+import type { NodeRegistry, NodeStatus } from '../xds/registry.ts';
 import { ProblemError, fieldsFromIssues } from './problem.ts';
 import { issuesFromZod } from '../model/index.ts';
 
@@ -77,6 +77,13 @@ export interface FleetNode {
   authenticated: boolean;
   /** What this node last rejected (per node: other nodes still get that snapshot). */
   last_nack: NodeStatus['lastNack'] | null;
+  /** The stream is behind: a push has gone unanswered longer than the server's threshold, or its writes do not drain. */
+  slow: boolean;
+  /** With slow: when the oldest unanswered push went out, and of which types. */
+  pending_since: string | null;
+  pending_types: string[];
+  /** With slow: responses queued for the stream and not yet written out. */
+  write_backlog: number;
 }
 
 type AnyNode = NodeStatus | RemoteFleetNode;
@@ -99,29 +106,45 @@ function fleetNode(node: AnyNode & { replicaId?: string }, revision: number | un
     in_sync: revision !== undefined && node.syncedRevision === revision,
     authenticated: node.authenticated === true,
     last_nack: node.lastNack ?? null,
+    slow: node.slow !== undefined,
+    pending_since: node.slow?.pendingSince ?? null,
+    pending_types: node.slow ? [...node.slow.pendingTypes] : [],
+    write_backlog: node.slow?.writeBacklog ?? 0,
   };
 }
 
-/** True once every connected node that counts holds `revision` (vacuously true with none). */
+/**
+ * True once every connected node that counts holds `revision` (vacuously true
+ * with none). Asked on every registry change while a write waits, so it reads
+ * the registry's running count instead of listing the fleet.
+ */
 function allApplied(registry: NodeRegistry, revision: number): boolean {
-  return registry.list().filter(nodeCounts).every((node) => (node.syncedRevision ?? -1) >= revision);
+  return registry.countedBehind(revision) === 0;
 }
 
 /**
  * Resolves true when every counted node has synced `revision`, false on
- * timeout: first this replica's nodes (told by the registry), then, with a
- * shared fleet, the other replicas' nodes (polled from Postgres).
+ * timeout: this replica's nodes (told by the registry) and, with a shared
+ * fleet, the other replicas' nodes (polled from Postgres) are waited for side
+ * by side, so no Postgres round trip is left to make once the local ones ACK.
  */
 export async function waitApplied(registry: NodeRegistry, revision: number, timeoutMs: number, shared?: SharedFleet): Promise<boolean> {
+  if (!shared) return waitLocal(registry, revision, timeoutMs);
   const deadline = Date.now() + timeoutMs;
-  if (!(await waitLocal(registry, revision, timeoutMs))) return false;
-  if (!shared) return true;
+  const local = waitLocal(registry, revision, timeoutMs);
+  const [localDone, remoteDone] = await Promise.all([local, waitRemote(registry, revision, deadline, shared, local)]);
+  return localDone && remoteDone;
+}
+
+/** Polls the other replicas' nodes until none counted is behind `revision`; gives up at the deadline or when `local` failed. */
+async function waitRemote(registry: NodeRegistry, revision: number, deadline: number, shared: SharedFleet, local: Promise<boolean>): Promise<boolean> {
+  let localFailed = false;
+  void local.then((ok) => (localFailed = !ok));
   for (;;) {
-    const localIds = registry.list().map((node) => node.nodeId);
-    const behind = await shared.remoteBehind(revision, localIds).catch(() => undefined); // Postgres away: cannot tell yet
+    const behind = await shared.remoteBehind(revision, registry.nodeIds()).catch(() => undefined); // Postgres away: cannot tell yet
     if (behind === 0) return true;
     const left = deadline - Date.now();
-    if (left <= 0) return false;
+    if (left <= 0 || localFailed) return false;
     await new Promise((resolve) => setTimeout(resolve, Math.min(REMOTE_POLL_MS, left)));
   }
 }

@@ -3,7 +3,9 @@
 //
 // Writer: each replica copies its in-memory node registry into fleet_nodes in
 // batches (at most one statement per flush interval, carrying only the streams
-// that changed or went away), and renews a lease with a heartbeat. The same
+// that changed or went away), and renews a lease with a heartbeat. Told which
+// stream changed, a flush reads only those streams: a thousand ACKs cost one
+// statement with their rows, not a thousand listings of the fleet. The same
 // heartbeat marks the nodes of replicas whose lease expired as disconnected:
 // a replica that dies stops renewing, and Postgres' clock decides when.
 // Reader: the connected nodes of the other replicas, and how many of them have
@@ -25,6 +27,8 @@ export interface FleetNodeRecord {
   syncedRevision?: number;
   lastNack?: { typeUrl: string; revision: number; message: string; at: string };
   hasAcked: boolean;
+  /** Set while the stream is behind (xds/registry.ts SlowMark). */
+  slow?: { pendingSince: string; pendingTypes: string[]; writeBacklog: number };
 }
 
 export interface RemoteFleetNode extends FleetNodeRecord {
@@ -48,8 +52,10 @@ const FORGET_AFTER_MS = 60 * 60 * 1_000;
 export interface FleetStatusWriterOptions {
   prisma: PrismaClient;
   replicaId: string;
-  /** The local nodes now (called once per flush, not per change). */
+  /** The local nodes now (called on a full rewrite, or per flush when `node` is not given). */
   nodes: () => FleetNodeRecord[];
+  /** One local stream now, or undefined once it closed: lets a flush read only the streams `changed` named. */
+  node?: (streamId: number) => FleetNodeRecord | undefined;
   timings?: Partial<FleetTimings>;
   log?: { warn(message: string, fields?: Record<string, unknown>): void };
 }
@@ -66,6 +72,7 @@ interface NodeRow {
   acked: FleetNodeRecord['acked'];
   synced_revision: number | null;
   last_nack: FleetNodeRecord['lastNack'] | null;
+  slow: FleetNodeRecord['slow'] | null;
 }
 
 function nodeRow(node: FleetNodeRecord): NodeRow {
@@ -80,6 +87,7 @@ function nodeRow(node: FleetNodeRecord): NodeRow {
     acked: node.acked,
     synced_revision: node.syncedRevision ?? null,
     last_nack: node.lastNack ?? null,
+    slow: node.slow ?? null,
   };
 }
 
@@ -88,22 +96,22 @@ const FLUSH_SQL = `
 WITH incoming AS (
   SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(
     stream_id integer, node_id text, node_group text, protocol text, connected_at timestamptz,
-    authenticated boolean, has_acked boolean, acked jsonb, synced_revision bigint, last_nack jsonb)
+    authenticated boolean, has_acked boolean, acked jsonb, synced_revision bigint, last_nack jsonb, slow jsonb)
 ), closed AS (
   -- Streams that closed; on a full rewrite ($4), every row of ours not written now.
   DELETE FROM fleet_nodes WHERE replica_id = $1
      AND (stream_id = ANY($3::integer[]) OR ($4::boolean AND stream_id NOT IN (SELECT stream_id FROM incoming)))
 )
 INSERT INTO fleet_nodes (replica_id, stream_id, node_id, node_group, protocol, connected_at,
-                         authenticated, has_acked, acked, synced_revision, last_nack, connected, updated_at)
+                         authenticated, has_acked, acked, synced_revision, last_nack, slow, connected, updated_at)
 SELECT $1, stream_id, node_id, node_group, protocol, connected_at,
-       authenticated, has_acked, acked, synced_revision, last_nack, true, now()
+       authenticated, has_acked, acked, synced_revision, last_nack, slow, true, now()
   FROM incoming
 ON CONFLICT (replica_id, stream_id) DO UPDATE SET
   node_id = EXCLUDED.node_id, node_group = EXCLUDED.node_group, protocol = EXCLUDED.protocol,
   connected_at = EXCLUDED.connected_at, authenticated = EXCLUDED.authenticated,
   has_acked = EXCLUDED.has_acked, acked = EXCLUDED.acked, synced_revision = EXCLUDED.synced_revision,
-  last_nack = EXCLUDED.last_nack, connected = true, updated_at = now()`;
+  last_nack = EXCLUDED.last_nack, slow = EXCLUDED.slow, connected = true, updated_at = now()`;
 
 // Renews this replica's lease, marks the nodes of expired replicas
 // disconnected, and forgets what has been gone for long.
@@ -128,6 +136,9 @@ export class FleetStatusWriter {
   /** What Postgres holds for each local stream (as JSON), to send only what changed. */
   private written = new Map<number, string>();
   private dirty = false;
+  /** Streams changed since the last flush; `everything` when a change did not say which (then all are compared). */
+  private dirtyStreams = new Set<number>();
+  private everythingDirty = false;
   private flushTimer?: NodeJS.Timeout;
   private heartbeatTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
@@ -150,16 +161,24 @@ export class FleetStatusWriter {
     await this.renewLease();
     this.heartbeatTimer = setInterval(() => void this.renewLease(), this.timings.heartbeatMs);
     this.heartbeatTimer.unref();
-    this.changed();
+    this.schedule();
   }
 
-  /** The registry changed: write within one flush interval (changes in between coalesce). */
-  changed(): void {
+  /** The registry changed (for `streamId`, or anything): write within one flush interval (changes in between coalesce). */
+  changed(streamId?: number): void {
+    if (streamId === undefined || !this.options.node) this.everythingDirty = true;
+    else this.dirtyStreams.add(streamId);
+    this.schedule();
+  }
+
+  /** Flushes within one flush interval; a flush still running when the timer fires is waited for, then flushed again. */
+  private schedule(): void {
     this.dirty = true;
     if (this.flushTimer || this.stopped) return;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
-      this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
+      if (this.flushing) return void this.flushing.then(() => this.schedule());
+      this.flushing = this.flush().finally(() => (this.flushing = undefined));
     }, this.timings.flushMs);
     this.flushTimer.unref();
   }
@@ -178,27 +197,60 @@ export class FleetStatusWriter {
     this.dirty = false;
     const full = this.fullRewrite;
     this.fullRewrite = false;
-    if (full) this.written.clear();
+    const scanAll = full || this.everythingDirty;
+    const streams = this.dirtyStreams;
+    this.everythingDirty = false;
+    this.dirtyStreams = new Set();
+    const delta = scanAll ? this.diffAll(full) : this.diffSome(streams);
+    if (delta.changed.length === 0 && delta.closed.length === 0 && !full) return;
+    try {
+      await this.options.prisma.$executeRawUnsafe(FLUSH_SQL, this.options.replicaId, JSON.stringify(delta.changed), delta.closed, full);
+      if (full) this.written.clear();
+      for (const [streamId, json] of delta.now) this.written.set(streamId, json);
+      for (const streamId of delta.closed) this.written.delete(streamId);
+      this.writeFailing = false;
+    } catch (err) {
+      this.fullRewrite ||= full;
+      // Compare these again next time (what Postgres holds is unchanged).
+      if (scanAll) this.everythingDirty = true;
+      else for (const streamId of streams) this.dirtyStreams.add(streamId);
+      if (!this.writeFailing) this.options.log?.warn('fleet status: write failed; retrying', { error: String(err) }); // once per outage
+      this.writeFailing = true;
+      this.schedule();
+    }
+  }
+
+  /** Every local stream against what Postgres holds (or, on a full rewrite, against nothing). */
+  private diffAll(full: boolean): FlushDelta {
     const now = new Map<number, string>();
     const changed: NodeRow[] = [];
     for (const node of this.options.nodes()) {
       const row = nodeRow(node);
       const json = JSON.stringify(row);
       now.set(node.streamId, json);
-      if (this.written.get(node.streamId) !== json) changed.push(row);
+      if (full || this.written.get(node.streamId) !== json) changed.push(row);
     }
     const closed = [...this.written.keys()].filter((streamId) => !now.has(streamId));
-    if (changed.length === 0 && closed.length === 0 && !full) return;
-    try {
-      await this.options.prisma.$executeRawUnsafe(FLUSH_SQL, this.options.replicaId, JSON.stringify(changed), closed, full);
-      this.written = now;
-      this.writeFailing = false;
-    } catch (err) {
-      this.fullRewrite ||= full;
-      if (!this.writeFailing) this.options.log?.warn('fleet status: write failed; retrying', { error: String(err) }); // once per outage
-      this.writeFailing = true;
-      this.changed();
+    return { now, changed, closed };
+  }
+
+  /** Only the streams that changed: O(changed), whatever the fleet's size. */
+  private diffSome(streams: Set<number>): FlushDelta {
+    const now = new Map<number, string>();
+    const changed: NodeRow[] = [];
+    const closed: number[] = [];
+    for (const streamId of streams) {
+      const node = this.options.node!(streamId);
+      if (!node) {
+        if (this.written.has(streamId)) closed.push(streamId);
+        continue;
+      }
+      const row = nodeRow(node);
+      const json = JSON.stringify(row);
+      now.set(streamId, json);
+      if (this.written.get(streamId) !== json) changed.push(row);
     }
+    return { now, changed, closed };
   }
 
   /** One heartbeat (the timer calls it): renew the lease, expire others', rewrite ours if it had lapsed. */
@@ -210,13 +262,20 @@ export class FleetStatusWriter {
         // (Re)gained the lease: others may have marked our rows disconnected meanwhile, so write everything again.
         this.leaseHeld = true;
         this.fullRewrite = true;
-        this.changed();
+        this.schedule();
       }
     } catch (err) {
       if (this.leaseHeld) this.options.log?.warn('fleet status: lease renewal failed', { error: String(err) });
       this.leaseHeld = false;
     }
   }
+}
+
+interface FlushDelta {
+  /** What each compared stream looks like now (as written). */
+  now: Map<number, string>;
+  changed: NodeRow[];
+  closed: number[];
 }
 
 /** The connected nodes of every other replica (each judged by its own replica). */
@@ -237,6 +296,7 @@ export async function remoteFleetNodes(prisma: PrismaClient, replicaId: string):
     ...(row.syncedRevision === null ? {} : { syncedRevision: Number(row.syncedRevision) }),
     ...(isNack(row.lastNack) ? { lastNack: row.lastNack } : {}),
     hasAcked: row.hasAcked,
+    ...(isSlow(row.slow) ? { slow: row.slow } : {}),
   }));
 }
 
@@ -262,6 +322,13 @@ function ackedMap(value: unknown): FleetNodeRecord['acked'] {
   const out: FleetNodeRecord['acked'] = {};
   for (const [type, version] of Object.entries(value)) if (typeof version === 'string') out[type] = version;
   return out;
+}
+
+function isSlow(value: unknown): value is NonNullable<FleetNodeRecord['slow']> {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.pendingSince === 'string' && typeof v.writeBacklog === 'number'
+    && Array.isArray(v.pendingTypes) && v.pendingTypes.every((t) => typeof t === 'string');
 }
 
 function isNack(value: unknown): value is NonNullable<FleetNodeRecord['lastNack']> {

@@ -64,6 +64,10 @@ export class DeltaStream extends AdsStream {
     if (subscribe.length > 0) state.answered = false;
   }
 
+  protected writeBacklog(): number {
+    return this.call.writableLength;
+  }
+
   protected send(push: PlannedPush, nonce: string): void {
     const known = this.state.state(push.type).acked;
     const changed = changedResources(known, push.set);

@@ -33,6 +33,18 @@ export interface NodeStatus {
   lastNack?: NackRecord;
   /** The node ACKed at least once (or was found holding our config on resume). */
   hasAcked: boolean;
+  /** Set while the stream is behind: a push unanswered past the server's threshold (see SlowMark). */
+  slow?: SlowMark;
+}
+
+/** A stream that is not keeping up: what it has left unanswered, and since when. */
+export interface SlowMark {
+  /** When the oldest push it has not answered went out. */
+  pendingSince: string;
+  /** The types with a push in flight. */
+  pendingTypes: string[];
+  /** Responses handed to the transport and not yet written out (a client not reading). */
+  writeBacklog: number;
 }
 
 export interface RevisionTally {
@@ -52,11 +64,21 @@ export function nodeCounts(node: NodeStatus): boolean {
   return node.authenticated === true || node.hasAcked;
 }
 
+/** Histogram key for a counted node that holds no snapshot in full yet. */
+const NOT_SYNCED = -1;
+
 export class NodeRegistry {
   private readonly nodes = new Map<number, NodeStatus>();
+  /**
+   * Counted nodes (nodeCounts) by synced revision, kept as nodes change, so
+   * "are all counted nodes at revision R" costs the number of distinct
+   * revisions held (a handful), not the number of nodes: `?wait=applied` asks
+   * it on every ACK.
+   */
+  private readonly syncedHistogram = new Map<number, number>();
   /** Revision -> how many streams applied it in full / rejected part of it. */
   private readonly tallies = new Map<number, { accepted: Set<string>; rejected: Set<string> }>();
-  private listeners = new Set<() => void>();
+  private listeners = new Set<(streamId: number) => void>();
   /** How to end each stream when a newer stream claims its node id. */
   private readonly evictors = new Map<number, () => void>();
 
@@ -71,7 +93,8 @@ export class NodeRegistry {
     const node: NodeStatus = { ...status, acked: {}, hasAcked: false };
     this.nodes.set(status.streamId, node);
     this.evictors.set(status.streamId, evict);
-    this.changed();
+    this.count(node, +1);
+    this.changed(status.streamId);
     return node;
   }
 
@@ -79,12 +102,13 @@ export class NodeRegistry {
     const node = this.nodes.get(streamId);
     this.evictors.delete(streamId);
     if (!node) return;
+    this.count(node, -1);
     this.nodes.delete(streamId);
     for (const tally of this.tallies.values()) {
       tally.accepted.delete(node.nodeId);
       tally.rejected.delete(node.nodeId);
     }
-    this.changed();
+    this.changed(streamId);
   }
 
   /** Whether this stream's node counts (see nodeCounts); false once it is gone. */
@@ -96,26 +120,27 @@ export class NodeRegistry {
   recordAck(streamId: number, type: TypeUrl, version: string): void {
     const node = this.nodes.get(streamId);
     if (!node) return;
-    node.acked[type] = version;
-    node.hasAcked = true;
-    this.changed();
+    this.update(node, () => {
+      node.acked[type] = version;
+      node.hasAcked = true;
+    });
   }
 
   /** A resumed node was found holding our config without needing a push: as good as an ACK. */
   recordConfirmed(streamId: number): void {
     const node = this.nodes.get(streamId);
     if (!node || node.hasAcked) return;
-    node.hasAcked = true;
-    this.changed();
+    this.update(node, () => (node.hasAcked = true));
   }
 
   recordSynced(streamId: number, revision: number): void {
     const node = this.nodes.get(streamId);
     if (!node || node.syncedRevision === revision) return;
-    node.syncedRevision = revision;
-    node.hasAcked = true; // holding a snapshot in full shows what an ACK shows
     this.tally(revision).accepted.add(node.nodeId);
-    this.changed();
+    this.update(node, () => {
+      node.syncedRevision = revision;
+      node.hasAcked = true; // holding a snapshot in full shows what an ACK shows
+    });
   }
 
   recordNack(streamId: number, nack: NackRecord): void {
@@ -123,7 +148,34 @@ export class NodeRegistry {
     if (!node) return;
     node.lastNack = nack;
     this.tally(nack.revision).rejected.add(node.nodeId);
-    this.changed();
+    this.changed(streamId);
+  }
+
+  /** Marks a stream as behind (or, with undefined, as keeping up again); a no-op when nothing changes. */
+  recordSlow(streamId: number, mark: SlowMark | undefined): void {
+    const node = this.nodes.get(streamId);
+    if (!node || sameMark(node.slow, mark)) return;
+    if (mark) node.slow = { ...mark, pendingTypes: [...mark.pendingTypes] };
+    else delete node.slow;
+    this.changed(streamId);
+  }
+
+  /** One stream's status (a copy), or undefined once it closed. */
+  get(streamId: number): NodeStatus | undefined {
+    const node = this.nodes.get(streamId);
+    return node && structuredClone(node);
+  }
+
+  /** The node ids of the connected streams, without copying their status. */
+  nodeIds(): string[] {
+    return [...this.nodes.values()].map((node) => node.nodeId);
+  }
+
+  /** How many counted nodes have not synced `revision` yet (see syncedHistogram). */
+  countedBehind(revision: number): number {
+    let behind = 0;
+    for (const [synced, nodes] of this.syncedHistogram) if (synced < revision) behind += nodes;
+    return behind;
   }
 
   list(): NodeStatus[] {
@@ -137,8 +189,8 @@ export class NodeRegistry {
     return { accepted: tally?.accepted.size ?? 0, rejected: tally?.rejected.size ?? 0 };
   }
 
-  /** Calls `listener` after every change; returns an unsubscribe function. */
-  onChange(listener: () => void): () => void {
+  /** Calls `listener` with the stream that changed after every change; returns an unsubscribe function. */
+  onChange(listener: (streamId: number) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -153,7 +205,29 @@ export class NodeRegistry {
     return tally;
   }
 
-  private changed(): void {
-    for (const listener of this.listeners) listener();
+  /** Applies `mutate` to a node, keeping the histogram of counted nodes in step. */
+  private update(node: NodeStatus, mutate: () => void): void {
+    this.count(node, -1);
+    mutate();
+    this.count(node, +1);
+    this.changed(node.streamId);
   }
+
+  /** Adds (+1) or removes (-1) a node from the histogram, if it counts. */
+  private count(node: NodeStatus, delta: 1 | -1): void {
+    if (!nodeCounts(node)) return;
+    const key = node.syncedRevision ?? NOT_SYNCED;
+    const next = (this.syncedHistogram.get(key) ?? 0) + delta;
+    if (next === 0) this.syncedHistogram.delete(key);
+    else this.syncedHistogram.set(key, next);
+  }
+
+  private changed(streamId: number): void {
+    for (const listener of this.listeners) listener(streamId);
+  }
+}
+
+function sameMark(a: SlowMark | undefined, b: SlowMark | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.pendingSince === b.pendingSince && a.writeBacklog === b.writeBacklog && a.pendingTypes.join() === b.pendingTypes.join();
 }

@@ -48,16 +48,26 @@ export interface AdsServerOptions {
   limits?: Partial<AdsLimits>;
   /** Told of every stream's pushes, ACKs and NACKs (telemetry's XdsMetrics fits). */
   observer?: XdsObserver;
+  /**
+   * A stream with a push unanswered (or writes not draining) for this long is
+   * reported slow in the registry and in /v1/fleet; default DEFAULT_SLOW_AFTER_MS.
+   */
+  slowAfterMs?: number;
   /** More gRPC services on the same port, e.g. the metrics sink Envoy reaches over its xDS cluster. */
   services?: ReadonlyArray<{ definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }>;
 }
 
 type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
 
+/** An Envoy applies a push in milliseconds; five seconds without an answer is a stream that cannot keep up. */
+export const DEFAULT_SLOW_AFTER_MS = 5_000;
+
 export class AdsServer {
   private readonly server: grpc.Server;
   readonly streams = new Set<AdsStream>();
   private readonly ctx: StreamContext;
+  /** Judges every stream's pace a few times per threshold (a scan of in-flight types; nothing is sent). */
+  private readonly paceTimer: NodeJS.Timeout;
 
   constructor(private readonly options: AdsServerOptions) {
     const limits = { ...DEFAULT_ADS_LIMITS, ...options.limits };
@@ -77,6 +87,12 @@ export class AdsServer {
         this.track(new DeltaStream(this.contextFor(call), call, options.recordDeltaSends), call),
     });
     for (const service of options.services ?? []) this.server.addService(service.definition, service.implementation);
+    const slowAfterMs = options.slowAfterMs ?? DEFAULT_SLOW_AFTER_MS;
+    this.paceTimer = setInterval(() => {
+      const now = Date.now();
+      for (const stream of this.streams) stream.checkPace(now, slowAfterMs);
+    }, Math.max(25, Math.min(1_000, slowAfterMs / 4)));
+    this.paceTimer.unref();
   }
 
   /** Binds to host:port (0 picks a free port) and resolves with the bound port. */
@@ -88,6 +104,7 @@ export class AdsServer {
 
   /** Stops accepting streams and ends the open ones. */
   async close(): Promise<void> {
+    clearInterval(this.paceTimer);
     for (const stream of this.streams) stream.close();
     this.server.forceShutdown();
   }

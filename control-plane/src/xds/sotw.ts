@@ -35,6 +35,10 @@ export class SotwStream extends AdsStream {
     if (held.size > 0) this.state.resumed = true;
   }
 
+  protected writeBacklog(): number {
+    return this.call.writableLength;
+  }
+
   protected send(push: PlannedPush, nonce: string): void {
     this.call.write({
       version_info: setVersion(push.set),

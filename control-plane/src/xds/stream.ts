@@ -11,9 +11,16 @@
 // error_detail is kept truncated to MAX_ERROR_DETAIL_CHARS. A closed stream
 // leaves nothing behind: its cache membership and verdicts, its registry
 // entry and its cache listener go with it.
+//
+// Memory per stream stays bounded however slow the client: at most one
+// response per type is in flight, and nothing more is queued for a type until
+// the client answers it, so a client that stops reading holds at most one
+// response per type in its write buffer; writes never wait for a peer, so a
+// stalled stream delays no other. checkPace (called by the server's sweep)
+// reports a stream that is behind to the registry (see SlowMark).
 import { status as grpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { SnapshotCache } from './cache.ts';
-import { nodeCounts, type NodeRegistry, type Protocol } from './registry.ts';
+import { nodeCounts, type NodeRegistry, type Protocol, type SlowMark } from './registry.ts';
 import { setVersion, type ResourceSet, type TypeUrl } from './resources.ts';
 import type { Snapshot } from './snapshot.ts';
 import { StreamState, type PlannedPush } from './stream-state.ts';
@@ -59,6 +66,12 @@ export abstract class AdsStream {
   protected group?: string;
   private nonceCounter = 0;
   private closed = false;
+  /** When the response now in flight for each type went out (ms since epoch). */
+  private readonly sentAt = new Map<TypeUrl, number>();
+  /** Since when the write buffer has held responses not yet written out (undefined: it is empty). */
+  private backlogSince?: number;
+  /** Whether the registry has this stream marked slow (so an answer clears it at once). */
+  private markedSlow = false;
   /** Names a delta client said it holds on resume (count and bytes), for the subscription bound. */
   private readonly claimed = { names: 0, bytes: 0 };
   /** Ends the call with an error status (set by attach). */
@@ -91,6 +104,29 @@ export abstract class AdsStream {
 
   /** Sends one planned response on the wire (protocol-specific). */
   protected abstract send(push: PlannedPush, nonce: string): void;
+
+  /** Responses handed to the call and not yet written out to the peer. */
+  protected abstract writeBacklog(): number;
+
+  /**
+   * Marks the stream slow in the registry when a push has gone unanswered for
+   * `slowAfterMs`, or its write buffer has not emptied for that long; clears
+   * the mark once it keeps up again.
+   */
+  checkPace(now: number, slowAfterMs: number): void {
+    if (this.closed || this.group === undefined) return;
+    const backlog = this.writeBacklog();
+    if (backlog === 0) this.backlogSince = undefined;
+    else this.backlogSince ??= now;
+    const pending = [...this.state.types].filter(([, state]) => state.inFlight !== undefined).map(([type]) => type);
+    const oldest = Math.min(...pending.map((type) => this.sentAt.get(type) ?? now));
+    const behind = now - oldest >= slowAfterMs || (this.backlogSince !== undefined && now - this.backlogSince >= slowAfterMs);
+    const mark: SlowMark | undefined = behind
+      ? { pendingSince: new Date(Number.isFinite(oldest) ? oldest : this.backlogSince!).toISOString(), pendingTypes: pending, writeBacklog: backlog }
+      : undefined;
+    this.markedSlow = mark !== undefined;
+    this.ctx.registry.recordSlow(this.id, mark);
+  }
 
   /** Learns the node from the first request; false when the stream is (or was just) refused. */
   protected identify(node: WireNode | undefined): boolean {
@@ -158,6 +194,8 @@ export abstract class AdsStream {
     const result = this.state.settle(type, nonce, error !== undefined && error !== null);
     if (result.kind === 'stale') return false;
     if (result.kind === 'current') return true;
+    this.sentAt.delete(type);
+    if (this.markedSlow) this.checkPace(Date.now(), Number.POSITIVE_INFINITY); // answered: clear the mark now, the sweep re-judges
     if (result.kind === 'nack') {
       const message = truncate(error?.message || 'rejected without detail', MAX_ERROR_DETAIL_CHARS);
       this.ctx.log.warn('xds: envoy rejected config', { streamId: this.id, type, revision: result.inFlight.snapshot.revision, message });
@@ -188,6 +226,7 @@ export abstract class AdsStream {
       state.lastNonce = nonce;
       state.answered = true;
       this.ctx.cache.remember(this.group, push.set);
+      this.sentAt.set(push.type, Date.now());
       this.send(push, nonce);
       this.ctx.observer?.pushed(this.id, push.type);
     }
