@@ -1,56 +1,523 @@
-// Route propagation through the whole product: admin API -> Postgres commit ->
-// change feed -> translate -> ADS push -> every Envoy ACKed (the API's
-// ?wait=applied returns only then) and the route answering 200 at the gateway.
-// Run: node --import tsx bench/propagation.bench.ts   (ENVOYS, ROUTES, SAMPLES)
+// Route propagation, Sluice side by side with the go-control-plane reference
+// (bench/anchor.ts), in one run, samples interleaved, the same Envoy binary and
+// the same number of Envoys (--concurrency 1) for each. Issue 12's acceptance.
+//
+// Sluice: admin API -> Postgres commit (fsync on) -> publisher -> translate ->
+// ADS push -> every Envoy ACKed (?wait=applied returns then). The reference:
+// HTTP -> snapshot cache -> ADS push -> every RDS stream ACKed (?wait=acked).
+// Per sample we record the control plane's own "all ACKed" time and the first
+// 200 at every gateway (each Envoy probed on its own connection every PROBE_MS).
+//
+// Run: bash bench/setup.sh && node --import tsx bench/propagation.bench.ts
+// Settings (environment): SCENARIOS=new,bulk,rss  ENVOYS=1,10  ROUTES=1000,10000
+//   SAMPLES=50  BULK_SAMPLES=5  BULK_ENVOYS=10  RSS_ENVOYS=10  RSS_ROUTES=10000
+//   PROBE_MS=5  XDS=sotw|delta
+import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
-import { startControlPlane } from '../test/helpers/control-plane.ts';
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../control-plane/src/store/postgres.ts';
+import { startControlPlane, type ControlPlane } from '../test/helpers/control-plane.ts';
 import { startEnvoy, type EnvoyHandle } from '../test/helpers/envoy.ts';
-import { createTestDatabase } from '../test/helpers/postgres.ts';
-import { fetchVia, startHttpUpstream } from '../test/helpers/upstream.ts';
+import { sleep } from '../test/helpers/net.ts';
+import { startHttpUpstream } from '../test/helpers/upstream.ts';
+import { startAnchor, type Anchor } from './anchor.ts';
+import {
+  type EnvoyProbe,
+  firstOkAtEvery,
+  fmtDiff,
+  fmtMs,
+  fmtRatio,
+  openProbes,
+  processCpuMs,
+  processMemory,
+  processTreePssMiB,
+  type Sample,
+  summarize,
+  type Summary,
+  table,
+  timedJson,
+  verdict,
+} from './propagation-lib.ts';
 
-const ENVOYS = Number(process.env.ENVOYS ?? 10);
-const ROUTES = Number(process.env.ROUTES ?? 1_000);
-const SAMPLES = Number(process.env.SAMPLES ?? 40);
+// ---- settings -----------------------------------------------------------------
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+function numbers(name: string, fallback: string): number[] {
+  const list = (process.env[name] ?? fallback).split(',').map((s) => Number(s.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 0)) throw new Error(`${name} must be a comma-separated list of whole numbers`);
+  return list.sort((a, b) => a - b);
 }
 
-const db = await createTestDatabase();
-const upstream = await startHttpUpstream({ name: 'bench' });
-const cp = await startControlPlane({ databaseUrl: db.url });
-const envoys: EnvoyHandle[] = [];
-try {
-  // All Envoys share the gateway port (Envoy binds listeners with SO_REUSEPORT).
-  for (let i = 0; i < ENVOYS; i++) envoys.push(await startEnvoy({ adsPort: cp.xdsPort, nodeId: `bench-${i}`, nodeCluster: 'default' }));
-  const config = {
-    upstreams: [{ name: 'bench', endpoints: [{ host: '127.0.0.1', port: upstream.port }] }],
-    routes: Array.from({ length: ROUTES }, (_, i) => ({ name: `existing-${i}`, match: { path: { prefix: `/existing/${i}/` } }, action: { upstream: 'bench' } })),
-  };
-  const bulkStart = performance.now();
-  const bulk = await cp.api('PUT', '/v1/config?wait=applied&timeout=60000', config);
-  const bulkMs = performance.now() - bulkStart;
-  if (bulk.status !== 200) throw new Error(`PUT /v1/config: ${bulk.status} ${JSON.stringify(bulk.body)}`);
+function whole(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a whole number ≥ 1`);
+  return value;
+}
 
-  const applied: number[] = [];
-  const serving: number[] = [];
-  for (let i = 0; i < SAMPLES; i++) {
-    const started = performance.now();
-    const res = await cp.api('POST', '/v1/routes?wait=applied', { name: `new-${i}`, match: { path: { prefix: `/new/${i}` } }, action: { upstream: 'bench' } });
-    if (res.status !== 201 || (res.body as { applied?: boolean }).applied === false) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
-    applied.push(performance.now() - started);
-    while ((await fetchVia(cp.gatewayPort, `/new/${i}`)).status !== 200) { /* poll */ }
-    serving.push(performance.now() - started);
+const SCENARIOS = new Set((process.env.SCENARIOS ?? 'new,bulk,rss').split(',').map((s) => s.trim()));
+for (const name of SCENARIOS) if (!['new', 'bulk', 'rss'].includes(name)) throw new Error(`SCENARIOS: unknown scenario '${name}' (new, bulk, rss)`);
+const ENVOYS = numbers('ENVOYS', '1,10');
+const ROUTES = numbers('ROUTES', '1000,10000');
+
+const SAMPLES = whole('SAMPLES', 50);
+const BULK_SAMPLES = whole('BULK_SAMPLES', 5);
+const BULK_ENVOYS = whole('BULK_ENVOYS', 10);
+const PROBE_MS = whole('PROBE_MS', 5);
+const RSS_ENVOYS = whole('RSS_ENVOYS', 10);
+const RSS_ROUTES = whole('RSS_ROUTES', 10_000);
+const DELTA = process.env.XDS === 'delta';
+
+/** Bounds every wait: a sample slower than this is reported as timed out, not waited on. */
+const SAMPLE_TIMEOUT_MS = 30_000;
+const BULK_TIMEOUT_MS = 240_000;
+/** Pause between measurements, so one system's after-work (Envoy CPU, pruning) does not land in the other's sample. */
+const SETTLE_MS = 100;
+/** Most routes one untimed set-up request changes (see replaceInSteps). */
+const SETUP_STEP = 2_000;
+
+// ---- the two systems behind one interface ---------------------------------------
+
+interface RouteSpec {
+  name: string;
+  prefix: string;
+}
+
+/** A write's outcome: its duration, or undefined with the reason when it failed or timed out. */
+interface WriteResult {
+  ms: Sample;
+  error?: string;
+}
+
+interface System {
+  label: string;
+  /** The control-plane process, for RSS. */
+  pid: number;
+  gatewayPort: number;
+  envoys: EnvoyHandle[];
+  nodeCluster: string;
+  metricsSink: boolean;
+  adsPort: number;
+  /** The routes the control plane holds (as far as this bench's successful writes tell). */
+  live: RouteSpec[];
+  /** Adds one route; resolves once every Envoy ACKed it. */
+  addRoute(route: RouteSpec): Promise<WriteResult>;
+  /** Replaces all routes in one request; resolves once every Envoy ACKed. */
+  replaceRoutes(routes: readonly RouteSpec[]): Promise<WriteResult>;
+}
+
+function failure(status: number, body: unknown): string {
+  return `HTTP ${status}: ${JSON.stringify(body).slice(0, 300)}`;
+}
+
+/** Keeps `live` up to date with every successful write. */
+function tracking(system: System): System {
+  const { addRoute, replaceRoutes } = system;
+  system.addRoute = async (route) => {
+    const result = await addRoute(route);
+    if (result.ms !== undefined) system.live.push(route);
+    return result;
+  };
+  system.replaceRoutes = async (routes) => {
+    const result = await replaceRoutes(routes);
+    if (result.ms !== undefined) system.live = [...routes];
+    return result;
+  };
+  return system;
+}
+
+function sluiceSystem(cp: ControlPlane, upstreamPort: number): System {
+  const headers = { authorization: `Bearer ${cp.token}` };
+  const spec = (r: RouteSpec) => ({ name: r.name, match: { path: { prefix: r.prefix } }, action: { upstream: 'bench' } });
+  const upstreams = [{ name: 'bench', endpoints: [{ host: '127.0.0.1', port: upstreamPort }] }];
+  const write = async (method: string, pathAndQuery: string, body: unknown, okStatus: number, timeoutMs: number): Promise<WriteResult> => {
+    try {
+      const res = await timedJson(`${cp.adminUrl}${pathAndQuery}&timeout=${timeoutMs}`, method, body, headers, timeoutMs + 5_000);
+      if (res.status !== okStatus) return { ms: undefined, error: failure(res.status, res.body) };
+      if ((res.body as { applied?: boolean }).applied !== true) return { ms: undefined, error: `not applied within ${timeoutMs} ms` };
+      return { ms: res.ms };
+    } catch (err) {
+      return { ms: undefined, error: String(err) };
+    }
+  };
+  return tracking({
+    label: 'Sluice',
+    pid: cp.pid,
+    gatewayPort: cp.gatewayPort,
+    envoys: [],
+    live: [],
+    nodeCluster: 'default',
+    metricsSink: true, // the product's default bootstrap streams stats to the control plane
+    adsPort: cp.xdsPort,
+    addRoute: (route) => write('POST', '/v1/routes?wait=applied', spec(route), 201, SAMPLE_TIMEOUT_MS),
+    replaceRoutes: (routes) => write('PUT', '/v1/config?wait=applied', { upstreams, routes: routes.map(spec) }, 200, BULK_TIMEOUT_MS),
+  });
+}
+
+function referenceSystem(anchor: Anchor): System {
+  const base = `http://127.0.0.1:${anchor.httpPort}`;
+  const write = async (method: string, routes: readonly RouteSpec[], timeoutMs: number): Promise<WriteResult> => {
+    try {
+      const res = await timedJson(`${base}/routes?wait=acked&timeout=${timeoutMs}`, method, { routes }, {}, timeoutMs + 5_000);
+      if (res.status !== 201) return { ms: undefined, error: failure(res.status, res.body) };
+      if ((res.body as { acked?: boolean }).acked !== true) return { ms: undefined, error: `not acked within ${timeoutMs} ms` };
+      return { ms: res.ms };
+    } catch (err) {
+      return { ms: undefined, error: String(err) };
+    }
+  };
+  return tracking({
+    label: 'reference',
+    pid: anchor.pid,
+    gatewayPort: anchor.gatewayPort,
+    envoys: [],
+    live: [],
+    nodeCluster: 'default', // the anchor's one node group (see its README)
+    metricsSink: false, // the anchor serves no metrics service
+    adsPort: anchor.xdsPort,
+    addRoute: (route) => write('POST', [route], SAMPLE_TIMEOUT_MS),
+    replaceRoutes: (routes) => write('PUT', routes, BULK_TIMEOUT_MS),
+  });
+}
+
+// ---- fixture state -----------------------------------------------------------------
+
+const preloaded = (count: number): RouteSpec[] => Array.from({ length: count }, (_, i) => ({ name: `r-${i}`, prefix: `/r/${i}/` }));
+
+async function growFleet(system: System, count: number): Promise<void> {
+  while (system.envoys.length < count) {
+    const i = system.envoys.length;
+    system.envoys.push(
+      await startEnvoy({
+        adsPort: system.adsPort,
+        nodeId: `bench-${system.label.toLowerCase()}-${i}`,
+        nodeCluster: system.nodeCluster,
+        delta: DELTA,
+        ...(system.metricsSink ? {} : { metricsSink: false as const }),
+        startTimeoutMs: 60_000,
+      }),
+    );
   }
-  console.log(`machine: ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, node ${process.version}; envoys=${ENVOYS} existing routes=${ROUTES} samples=${SAMPLES}`);
-  console.log(`${ROUTES} routes in one PUT /v1/config, applied at all Envoys: ${bulkMs.toFixed(0)} ms (budget 2000 ms, ratio ${(bulkMs / 2000).toFixed(2)})`);
-  console.log(`new route ACKed by all ${ENVOYS} Envoys: p50 ${percentile(applied, 50).toFixed(1)} ms (budget 15, ratio ${(percentile(applied, 50) / 15).toFixed(2)}), p99 ${percentile(applied, 99).toFixed(1)} ms (budget 50, ratio ${(percentile(applied, 99) / 50).toFixed(2)})`);
-  console.log(`new route answering 200 at the gateway: p50 ${percentile(serving, 50).toFixed(1)} ms, p99 ${percentile(serving, 99).toFixed(1)} ms`);
+  for (const envoy of system.envoys) await envoy.waitReady(120_000);
+}
+
+/**
+ * Untimed set-up: moves a system to exactly `target` in requests that change at
+ * most SETUP_STEP routes each. Why: Sluice writes one row per changed object
+ * inside one transaction with a 30 s limit, and on a busy machine with fsync on
+ * a single 9,000-route change ran past it (HTTP 500). The timed bulk samples
+ * stay one request each.
+ */
+async function replaceInSteps(system: System, target: readonly RouteSpec[]): Promise<void> {
+  const wanted = new Set(target.map((r) => r.name));
+  for (;;) {
+    const have = new Set(system.live.map((r) => r.name));
+    const removed = system.live.filter((r) => !wanted.has(r.name)).slice(0, SETUP_STEP);
+    const added = target.filter((r) => !have.has(r.name));
+    const dropped = new Set(removed.map((r) => r.name));
+    const last = removed.length + added.length <= SETUP_STEP;
+    const next = last ? target : [...system.live.filter((r) => !dropped.has(r.name)), ...added.slice(0, SETUP_STEP - removed.length)];
+    const result = await system.replaceRoutes(next);
+    if (result.ms === undefined) throw new Error(`${system.label}: setting up ${next.length} routes failed: ${result.error}`);
+    if (last) return;
+  }
+}
+
+/** Both systems: `envoys` Envoys each, exactly `routes` routes, all ACKed. */
+async function arrange(systems: readonly System[], envoys: number, routes: number): Promise<void> {
+  for (const system of systems) {
+    // Routes first, then Envoys: a new Envoy joins with the table it will be measured on.
+    await replaceInSteps(system, preloaded(routes));
+    await growFleet(system, envoys);
+  }
+}
+
+// ---- scenario 1: one new route ----------------------------------------------------------
+
+interface NewRouteSamples {
+  acked: Sample[];
+  serving: Sample[];
+  errors: string[];
+}
+
+let newRouteCounter = 0;
+
+async function oneNewRoute(system: System, probes: readonly EnvoyProbe[], into: NewRouteSamples): Promise<void> {
+  const k = newRouteCounter++;
+  const route = { name: `n-${k}`, prefix: `/n/${k}/` };
+  const started = performance.now();
+  const [write, serving] = await Promise.all([
+    system.addRoute(route),
+    firstOkAtEvery(probes, `${route.prefix}probe`, started, PROBE_MS, SAMPLE_TIMEOUT_MS),
+  ]);
+  into.acked.push(write.ms);
+  into.serving.push(serving);
+  if (write.error) into.errors.push(write.error);
+  if (serving === undefined) into.errors.push(`${route.name} not served by every Envoy within ${SAMPLE_TIMEOUT_MS} ms`);
+}
+
+interface NewRouteFigures {
+  acked: Summary;
+  serving: Summary;
+  /** Control-plane CPU time over the samples, divided by their number. */
+  cpuPerChangeMs: number;
+}
+
+type NewRouteResults = Map<string, Record<string, NewRouteFigures>>;
+
+async function newRouteScenario(systems: readonly System[], envoys: number, routes: number, results: NewRouteResults): Promise<void> {
+  const samples = new Map(systems.map((s) => [s.label, { acked: [], serving: [], errors: [] } as NewRouteSamples]));
+  const probes = new Map<string, EnvoyProbe[]>();
+  for (const system of systems) probes.set(system.label, await openProbes(system.gatewayPort, system.envoys.map((e) => e.pid)));
+  const cpuBefore = new Map(systems.map((s) => [s.label, processCpuMs(s.pid)]));
+  try {
+    for (let i = 0; i < SAMPLES; i++) {
+      // Alternate who goes first, so neither always runs right after the other's Envoys were busy.
+      const order = i % 2 === 0 ? systems : [...systems].reverse();
+      for (const system of order) {
+        await oneNewRoute(system, probes.get(system.label)!, samples.get(system.label)!);
+        await sleep(SETTLE_MS);
+      }
+    }
+  } finally {
+    for (const [label, list] of probes) {
+      const reconnects = list.reduce((n, probe) => n + probe.reconnects, 0);
+      if (reconnects > 0) console.log(`  ${label}: the probes reconnected ${reconnects} times`);
+      for (const probe of list) probe.close();
+    }
+  }
+  const entry: Record<string, NewRouteFigures> = {};
+  for (const [label, s] of samples) {
+    const pid = systems.find((system) => system.label === label)!.pid;
+    // Both control planes run through the whole interleaved loop, so this also holds their idle work (small next to a change).
+    const cpuPerChangeMs = (processCpuMs(pid) - cpuBefore.get(label)!) / SAMPLES;
+    entry[label] = { acked: summarize(s.acked), serving: summarize(s.serving), cpuPerChangeMs };
+    if (s.errors.length > 0) console.log(`  ${label}: ${s.errors.length} failed samples, first: ${s.errors[0]}`);
+  }
+  results.set(`${envoys}/${routes}`, entry);
+  printNewRoute(envoys, routes, entry);
+}
+
+function printNewRoute(envoys: number, routes: number, entry: Record<string, NewRouteFigures>): void {
+  const sluice = entry.Sluice!;
+  const ref = entry.reference!;
+  const rows: string[][] = [];
+  for (const metric of ['acked', 'serving'] as const) {
+    const s = sluice[metric];
+    const r = ref[metric];
+    const what = metric === 'acked' ? 'all ACKed (the call returns)' : `first 200 at every gateway (probe ${PROBE_MS} ms)`;
+    const triple = (x: Summary) => `${fmtMs(x.p50)} / ${fmtMs(x.p95)} / ${fmtMs(x.p99)}${x.failed ? ` (${x.failed} failed)` : ''}`;
+    let budget: string;
+    let ok: boolean;
+    if (envoys === 1) {
+      ok = s.p50 <= r.p50 + 8 && s.p99 <= r.p99 + 20;
+      budget = 'p50 ≤ ref + 8 ms, p99 ≤ ref + 20 ms';
+    } else {
+      ok = s.p50 <= 1.15 * r.p50 && s.p99 <= 1.15 * r.p99;
+      budget = 'ratio ≤ 1.15 at p50 and p99';
+    }
+    rows.push([what, triple(s), triple(r), `${fmtRatio(s.p50 / r.p50)} / ${fmtRatio(s.p99 / r.p99)}`, `${fmtDiff(s.p50 - r.p50)} / ${fmtDiff(s.p99 - r.p99)}`, budget, verdict(ok)]);
+  }
+  const cpu = (x: NewRouteFigures) => `${x.cpuPerChangeMs.toFixed(1)} ms`;
+  rows.push(['control-plane CPU per change (mean)', cpu(sluice), cpu(ref), fmtRatio(sluice.cpuPerChangeMs / ref.cpuPerChangeMs), fmtDiff(sluice.cpuPerChangeMs - ref.cpuPerChangeMs), 'not budgeted', '']);
+  console.log(`\n### New route, ${envoys} Envoy${envoys === 1 ? '' : 's'}, ${routes.toLocaleString('en')} routes preloaded, ${SAMPLES} samples each\n`);
+  console.log(table(['what', 'Sluice p50 / p95 / p99', 'reference p50 / p95 / p99', 'ratio p50 / p99', 'difference p50 / p99', 'budget', ''], rows));
+}
+
+/** At the largest route count, each figure within 1.5x of the same figure at the smallest. */
+function printScaling(results: NewRouteResults): void {
+  const small = ROUTES[0]!;
+  const large = ROUTES.at(-1)!;
+  if (small === large) return;
+  const rows: string[][] = [];
+  for (const envoys of ENVOYS) {
+    const a = results.get(`${envoys}/${small}`);
+    const b = results.get(`${envoys}/${large}`);
+    if (!a || !b) continue;
+    for (const metric of ['acked', 'serving'] as const) {
+      for (const p of ['p50', 'p99'] as const) {
+        const s = b.Sluice![metric][p] / a.Sluice![metric][p];
+        const r = b.reference![metric][p] / a.reference![metric][p];
+        rows.push([`${envoys} Envoy${envoys === 1 ? '' : 's'}, ${metric === 'acked' ? 'all ACKed' : 'first 200 everywhere'}, ${p}`, `${fmtMs(a.Sluice![metric][p])} → ${fmtMs(b.Sluice![metric][p])}`, fmtRatio(s), `${fmtMs(a.reference![metric][p])} → ${fmtMs(b.reference![metric][p])}`, fmtRatio(r), '≤ 1.5', verdict(s <= 1.5)]);
+      }
+    }
+  }
+  if (rows.length === 0) return;
+  console.log(`\n### New route: ${large.toLocaleString('en')} vs ${small.toLocaleString('en')} routes preloaded\n`);
+  console.log(table(['figure', 'Sluice', 'Sluice ratio', 'reference', 'reference ratio', 'budget (Sluice)', ''], rows));
+}
+
+// ---- scenario 2: many routes in one request ---------------------------------------------
+
+interface BulkCase {
+  what: string;
+  /** Untimed: the state before each sample. */
+  before: number;
+  /** Timed: one request that leaves this many routes. */
+  after: number;
+}
+
+async function bulkScenario(systems: readonly System[]): Promise<void> {
+  const smallest = ROUTES[0]!;
+  const largest = ROUTES.at(-1)!;
+  const cases: BulkCase[] = [{ what: `${smallest.toLocaleString('en')} routes in one request (from none)`, before: 0, after: smallest }];
+  if (largest > smallest) cases.push({ what: `${smallest.toLocaleString('en')} → ${largest.toLocaleString('en')} routes in one request`, before: smallest, after: largest });
+  const rows: string[][] = [];
+  let sampleId = 0;
+  for (const c of cases) {
+    const times = new Map<string, Sample[]>(systems.map((s) => [s.label, []]));
+    for (let i = 0; i < BULK_SAMPLES; i++) {
+      const order = i % 2 === 0 ? systems : [...systems].reverse();
+      for (const system of order) {
+        await replaceInSteps(system, preloaded(c.before));
+        await sleep(SETTLE_MS);
+        // Fresh names per sample, so no cache holds a translation of them yet.
+        const id = sampleId++;
+        const added = Array.from({ length: c.after - c.before }, (_, j) => ({ name: `b${id}-${j}`, prefix: `/b${id}/${j}/` }));
+        const result = await system.replaceRoutes([...preloaded(c.before), ...added]);
+        times.get(system.label)!.push(result.ms);
+        if (result.error) console.log(`  ${system.label}, ${c.what}: ${result.error}`);
+        else await assertServed(system, added.at(-1)!.prefix);
+        await sleep(SETTLE_MS);
+      }
+    }
+    const s = summarize(times.get('Sluice')!);
+    const r = summarize(times.get('reference')!);
+    const fmt = (x: Summary) => `${fmtMs(x.median)} (${fmtMs(x.min)}–${fmtMs(x.max)})${x.failed ? `, ${x.failed} failed` : ''}`;
+    rows.push([`${c.what}, live at ${BULK_ENVOYS} Envoys`, fmt(s), fmt(r), fmtRatio(s.median / r.median), '≤ 3×', verdict(s.median <= 3 * r.median)]);
+  }
+  console.log(`\n### Many routes in one request, ${BULK_ENVOYS} Envoys, ${BULK_SAMPLES} samples each (median, min–max)\n`);
+  console.log(table(['what', 'Sluice', 'reference', 'ratio', 'budget', ''], rows));
+}
+
+/** After an ACKed bulk write, the last new route answers 200 at every Envoy (a check, untimed). */
+async function assertServed(system: System, prefix: string): Promise<void> {
+  const probes = await openProbes(system.gatewayPort, system.envoys.map((e) => e.pid));
+  try {
+    const served = await firstOkAtEvery(probes, `${prefix}probe`, performance.now(), 50, 10_000);
+    if (served === undefined) console.log(`  ${system.label}: ${prefix} ACKed but not served by every Envoy within 10 s`);
+  } finally {
+    for (const probe of probes) probe.close();
+  }
+}
+
+// ---- scenario 3: memory --------------------------------------------------------------------
+
+interface MemoryReading {
+  sluice: ReturnType<typeof processMemory>;
+  reference: ReturnType<typeof processMemory>;
+  postgres: ReturnType<typeof processTreePssMiB>;
+}
+
+function readMemory(sluice: System, reference: System, postmasterPid: number): MemoryReading {
+  return { sluice: processMemory(sluice.pid), reference: processMemory(reference.pid), postgres: processTreePssMiB(postmasterPid) };
+}
+
+function printMemory(idle: MemoryReading | undefined, loaded: MemoryReading | undefined, loadedWhat: string): void {
+  const rows: string[][] = [];
+  const mib = (n: number) => `${n.toFixed(0)} MiB`;
+  const line = (what: string, m: MemoryReading, budget: number) => {
+    rows.push([`${what}: control-plane RSS (peak so far)`, `${mib(m.sluice.rssMiB)} (${mib(m.sluice.peakMiB)})`, `${mib(m.reference.rssMiB)} (${mib(m.reference.peakMiB)})`, fmtRatio(m.sluice.rssMiB / m.reference.rssMiB), `≤ ${budget} MiB`, verdict(m.sluice.rssMiB <= budget)]);
+    rows.push([`${what}: Sluice's Postgres, PSS of ${m.postgres.processes} processes`, mib(m.postgres.pssMiB), '— (no database)', '', 'not budgeted', '']);
+  };
+  if (idle) line('idle (no routes, no Envoys, after start)', idle, 120);
+  if (loaded) line(loadedWhat, loaded, 300);
+  console.log('\n### Control-plane memory (VmRSS of the running process)\n');
+  console.log(table(['what', 'Sluice', 'reference', 'ratio', 'budget', ''], rows));
+}
+
+/** The settings that make a commit durable, as the server reports them. */
+async function postgresDurability(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const names = ['fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'server_version'];
+    const settings: string[] = [];
+    for (const name of names) settings.push(`${name}=${(await client.query<{ v: string }>('SELECT current_setting($1) AS v', [name])).rows[0]?.v}`);
+    return settings.join(' ');
+  } finally {
+    await client.end();
+  }
+}
+
+// ---- main ---------------------------------------------------------------------------------
+
+function machineLine(): string {
+  const cpus = os.cpus();
+  const [one, five] = os.loadavg();
+  return `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ` +
+    `load average ${one!.toFixed(1)} / ${five!.toFixed(1)} (1 / 5 min), ${new Date().toISOString()}`;
+}
+
+console.log(machineLine());
+console.log(`settings: SCENARIOS=${[...SCENARIOS].join(',')} ENVOYS=${ENVOYS.join(',')} ROUTES=${ROUTES.join(',')} SAMPLES=${SAMPLES} BULK_SAMPLES=${BULK_SAMPLES} BULK_ENVOYS=${BULK_ENVOYS} RSS_ENVOYS=${RSS_ENVOYS} RSS_ROUTES=${RSS_ROUTES} PROBE_MS=${PROBE_MS} XDS=${DELTA ? 'delta' : 'sotw'}`);
+
+// A durable Postgres (fsync on: no `fast`), thrown away at the end.
+const pgRoot = await mkdtemp(path.join(os.tmpdir(), 'sluice-bench-pg-'));
+const db: EmbeddedPostgres = await startEmbeddedPostgres({ rootDir: pgRoot, database: 'sluice', persistent: false, fast: false, handleSignals: true });
+const durability = await postgresDurability(db.url);
+console.log(`Postgres: ${durability}`);
+const postmasterPid = Number(readFileSync(path.join(db.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+const upstream = await startHttpUpstream({ name: 'bench' });
+let cp: ControlPlane | undefined;
+let anchor: Anchor | undefined;
+const systems: System[] = [];
+let exitCode = 0;
+try {
+  cp = await startControlPlane({ databaseUrl: db.url });
+  anchor = await startAnchor({ upstreamPort: upstream.port });
+  const anchorPid = anchor.pid;
+  // The Envoy and control-plane helpers kill their children on exit (e.g. Ctrl-C); the anchor's helper does not.
+  process.on('exit', () => {
+    try {
+      process.kill(anchorPid, 'SIGKILL');
+    } catch {
+      // already stopped
+    }
+  });
+  const sluice = sluiceSystem(cp, upstream.port);
+  const reference = referenceSystem(anchor);
+  systems.push(sluice, reference);
+
+  let idle: MemoryReading | undefined;
+  if (SCENARIOS.has('rss')) {
+    await sleep(3_000); // past start-up work (migrations, first publish)
+    idle = readMemory(sluice, reference, postmasterPid);
+  }
+
+  if (SCENARIOS.has('new')) {
+    const results: NewRouteResults = new Map();
+    for (const envoys of ENVOYS) {
+      for (const routes of ROUTES) {
+        await arrange(systems, envoys, routes);
+        await newRouteScenario(systems, envoys, routes, results);
+      }
+    }
+    printScaling(results);
+  }
+
+  if (SCENARIOS.has('bulk')) {
+    await arrange(systems, BULK_ENVOYS, 0);
+    await bulkScenario(systems);
+  }
+
+  if (SCENARIOS.has('rss')) {
+    const envoys = RSS_ENVOYS;
+    const routes = RSS_ROUTES;
+    await arrange(systems, envoys, routes);
+    await sleep(3_000);
+    printMemory(idle, readMemory(sluice, reference, postmasterPid), `${envoys} Envoys, ${routes.toLocaleString('en')} routes`);
+  }
+  console.log(`\n${machineLine()}`);
+} catch (err) {
+  exitCode = 1;
+  console.error(err);
+  if (cp) console.error(`control-plane output (tail):\n${cp.output().slice(-3_000)}`);
 } finally {
-  for (const envoy of envoys) await envoy.stop();
-  await cp.stop();
+  for (const system of systems) for (const envoy of system.envoys) await envoy.stop();
+  await cp?.stop();
+  await anchor?.stop();
   await upstream.close();
-  await db.drop();
-  process.exit(0);
+  await db.stop();
+  process.exit(exitCode);
 }
