@@ -19,6 +19,7 @@ import { createTestDatabase, stopTestPostgres, type TestDatabase } from '../help
 
 const SECRET = 'admin-test-secret';
 const BODY_LIMIT = 64 * 1024;
+const CONFIG_BODY_LIMIT = 8 * BODY_LIMIT;
 
 let db: TestDatabase;
 let prisma: PrismaClient;
@@ -80,7 +81,7 @@ before(async () => {
   store = new ConfigStore(prisma);
   registry = new NodeRegistry();
   const logger = createLogger('info', { write: (line: string) => void adminLog.push(line) });
-  app = buildAdminApp({ store, prisma, registry, secret: SECRET, bodyLimit: BODY_LIMIT, logger });
+  app = buildAdminApp({ store, prisma, registry, secret: SECRET, bodyLimit: BODY_LIMIT, configBodyLimit: CONFIG_BODY_LIMIT, logger });
   writeToken = (await createAdminToken(prisma, 'ci', 'write')).token;
   readToken = (await createAdminToken(prisma, 'viewer', 'read')).token;
 });
@@ -558,4 +559,19 @@ test('with Postgres unreachable (connection refused): 503 problem, not 500', asy
     await deadApp.close();
     await deadPrisma.$disconnect();
   }
+});
+
+test('a whole config may be larger than an object body: PUT /v1/config has its own limit, and past it a 413 problem', async () => {
+  const routes = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `big-${i}`, match: { path: { prefix: `/big/${i}/${'p'.repeat(80)}` } }, action: { direct_response: { status: 200 } } }));
+  const fits = { routes: routes(1_200) };
+  assert.ok(JSON.stringify(fits).length > BODY_LIMIT && JSON.stringify(fits).length < CONFIG_BODY_LIMIT);
+  const validated = await call({ method: 'POST', url: '/v1/config:validate', body: fits });
+  assert.equal(validated.status, 200, validated.text);
+  const tooBig = { routes: routes(5_000) };
+  assert.ok(JSON.stringify(tooBig).length > CONFIG_BODY_LIMIT);
+  const refused = await call({ method: 'PUT', url: '/v1/config', body: tooBig });
+  assert.equal(refused.status, 413, refused.text);
+  assert.match(String(refused.headers['content-type']), /^application\/problem\+json/);
+  const object = await call({ method: 'POST', url: '/v1/upstreams', raw: JSON.stringify({ name: 'u-pad', endpoints: [{ host: '127.0.0.1', port: 80 }], pad: 'x'.repeat(BODY_LIMIT) }) });
+  assert.equal(object.status, 413, 'object endpoints keep the smaller limit');
 });

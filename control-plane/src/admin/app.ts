@@ -28,6 +28,8 @@ export interface AdminDeps {
   secret?: string;
   /** Request body limit in bytes (default 1 MiB); larger bodies get 413. */
   bodyLimit?: number;
+  /** The limit for whole configs (PUT /v1/config, :validate, :diff); default DEFAULT_CONFIG_BODY_LIMIT. */
+  configBodyLimit?: number;
   /** Where the admin log goes (pino, JSON lines); silent when not given. */
   logger?: Logger;
   /** GET /metrics and admin request counters (metrics.ts); absent: no /metrics. */
@@ -72,7 +74,7 @@ export function buildAdminApp(deps: AdminDeps): FastifyInstance {
   registerHealth(app, deps.readiness);
   registerMetrics(app, deps.metrics);
   registerResources(app, ctx);
-  registerConfig(app, ctx);
+  registerConfig(app, ctx, deps.configBodyLimit);
   registerRevisions(app, ctx);
   registerStats(app, deps.stats);
   registerRollouts(app, ctx, deps.rollouts);

@@ -21,20 +21,26 @@ export function changeList(diff: readonly DiffEntry[]) {
   return diff.map(({ op, kind, name }) => ({ op, kind, name }));
 }
 
-export function registerConfig(app: FastifyInstance, ctx: AdminContext): void {
+/**
+ * A whole config is far larger than one object: 10,000 routes of a few hundred
+ * bytes each are several MiB. Object endpoints keep the app's 1 MiB limit.
+ */
+export const DEFAULT_CONFIG_BODY_LIMIT = 32 * 1024 * 1024;
+
+export function registerConfig(app: FastifyInstance, ctx: AdminContext, bodyLimit = DEFAULT_CONFIG_BODY_LIMIT): void {
   // '::' is fastify's escape for a literal ':' in a path.
-  app.post('/v1/config::validate', async (request) => {
+  app.post('/v1/config::validate', { bodyLimit }, async (request) => {
     parseConfig(request.body);
     return { valid: true };
   });
 
-  app.post('/v1/config::diff', async (request) => {
+  app.post('/v1/config::diff', { bodyLimit }, async (request) => {
     const config = parseConfig(request.body);
     const result = await ctx.store.commit(actorOf(request), 'diff (dry run)', (draft) => draft.replaceAll(config, undefined, { parsed: true }), { dryRun: true });
     return { revision: result.revision, changes: changeList(result.diff) };
   });
 
-  app.put('/v1/config', async (request, reply) => {
+  app.put('/v1/config', { bodyLimit }, async (request, reply) => {
     const config = parseConfig(request.body);
     const outcome = await commitWrite(ctx, request, reply, 'declarative apply', (draft) => draft.replaceAll(config, undefined, { parsed: true }));
     return {
