@@ -149,8 +149,10 @@ async function waitRemote(registry: NodeRegistry, revision: number, deadline: nu
   }
 }
 
+/** A counted node that rejected the revision will not hold it: the answer is false now, not at the timeout. */
 function waitLocal(registry: NodeRegistry, revision: number, timeoutMs: number): Promise<boolean> {
   if (allApplied(registry, revision)) return Promise.resolve(true);
+  if (registry.countedRejected(revision)) return Promise.resolve(false);
   return new Promise((resolve) => {
     const finish = (applied: boolean) => {
       clearTimeout(timer);
@@ -159,6 +161,7 @@ function waitLocal(registry: NodeRegistry, revision: number, timeoutMs: number):
     };
     const unsubscribe = registry.onChange(() => {
       if (allApplied(registry, revision)) finish(true);
+      else if (registry.countedRejected(revision)) finish(false);
     });
     const timer = setTimeout(() => finish(false), timeoutMs);
   });

@@ -40,7 +40,13 @@ const problems = (...statuses: number[]) =>
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
 const ifMatch = { name: 'If-Match', in: 'header', required: false, schema: { type: 'string' } };
 const waitParams = [
-  { name: 'wait', in: 'query', required: false, schema: { type: 'string', enum: ['applied'] } },
+  {
+    name: 'wait',
+    in: 'query',
+    required: false,
+    description: 'applied: answer once every connected Envoy that counts holds the new revision (`applied: true`), or with `applied: false` at the timeout or as soon as one of them rejects it',
+    schema: { type: 'string', enum: ['applied'] },
+  },
   { name: 'timeout', in: 'query', required: false, schema: { type: 'integer', default: 10000 } },
 ];
 

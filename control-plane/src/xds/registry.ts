@@ -189,6 +189,18 @@ export class NodeRegistry {
     return { accepted: tally?.accepted.size ?? 0, rejected: tally?.rejected.size ?? 0 };
   }
 
+  /**
+   * Whether a connected node that counts rejected part of `revision` (it will
+   * not hold it until a later revision fixes what it refused). Cheap when
+   * nobody rejected it, which is almost always.
+   */
+  countedRejected(revision: number): boolean {
+    const rejected = this.tallies.get(revision)?.rejected;
+    if (!rejected || rejected.size === 0) return false;
+    for (const node of this.nodes.values()) if (rejected.has(node.nodeId) && nodeCounts(node)) return true;
+    return false;
+  }
+
   /** Calls `listener` with the stream that changed after every change; returns an unsubscribe function. */
   onChange(listener: (streamId: number) => void): () => void {
     this.listeners.add(listener);
