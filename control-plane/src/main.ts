@@ -131,6 +131,7 @@ async function main(): Promise<void> {
         timeoutMs: config.ratelimitTimeoutMs,
       },
       edge: config.gatewayEdge,
+      routeStats: config.routeStats,
       accessLog: config.gatewayAccessLog,
       tracing: {
         samplingPercent: config.traceSamplingPercent,

@@ -28,7 +28,8 @@ export interface ControlPlane {
   kill(): Promise<void>;
 }
 
-export async function startControlPlane(opts: { databaseUrl: string; gatewayPort?: number; xdsPort?: number; token?: string; env?: Record<string, string> }): Promise<ControlPlane> {
+/** `nodeArgs`: extra flags for the control plane's node (e.g. `--cpu-prof` when profiling a bench). */
+export async function startControlPlane(opts: { databaseUrl: string; gatewayPort?: number; xdsPort?: number; token?: string; env?: Record<string, string>; nodeArgs?: string[] }): Promise<ControlPlane> {
   const adminPort = await freePort();
   const xdsPort = opts.xdsPort ?? (await freePort());
   const gatewayPort = opts.gatewayPort ?? (await freePort());
@@ -36,7 +37,7 @@ export async function startControlPlane(opts: { databaseUrl: string; gatewayPort
   const ratelimitPort = await freePort();
   // A second replica on the same database shares the first one's token (only the first creates it).
   const token = opts.token ?? `test_${randomBytes(24).toString('hex')}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'control-plane/src/main.ts'], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', 'control-plane/src/main.ts'], {
     cwd: repoRoot,
     env: {
       ...process.env,

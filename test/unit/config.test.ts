@@ -66,6 +66,7 @@ describe('loadConfig', () => {
       gatewayAccessLog: { to: 'stdout' },
       otlpCollector: undefined,
       traceSamplingPercent: undefined,
+      routeStats: 'all',
       metricsPublic: false,
       revisionHistory: {
         checkpointEveryRevisions: 100,

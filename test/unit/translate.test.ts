@@ -370,6 +370,35 @@ describe('translate: TranslationCache', () => {
   });
 });
 
+describe('translate: per-route stats (GATEWAY_ROUTE_STATS)', () => {
+  const routes: DeclarativeConfigInput['routes'] = [
+    { name: 'plain', match: { path: { prefix: '/plain' } }, action: { upstream: 'a' } },
+    { name: 'split', match: { path: { prefix: '/split' } }, action: { split: [{ upstream: 'a', weight: 90 }, { upstream: 'b', weight: 10 }] } },
+    { name: 'canary', match: { path: { prefix: '/canary' } }, action: { canary: { primary: 'a', canary: 'b', weight: 5, header: { name: 'x-canary', value: '1' } } } },
+  ];
+  const prefixes = (routeStats: TranslateOptions['routeStats']) => {
+    const rc = routeConfig(translate(smallState(routes), { ...OPTIONS, routeStats }, createTranslationCache()));
+    return rc.virtual_hosts.flatMap((vh) => vh.routes.map((r) => `${r.name}:${r.stat_prefix ?? ""}`)).sort();
+  };
+
+  it('all (the default): every Envoy route has its Sluice route name as stat prefix', () => {
+    assert.deepEqual(prefixes(undefined), ['canary:canary', 'canary:canary', 'plain:plain', 'split:split']);
+    assert.deepEqual(prefixes('all'), prefixes(undefined));
+  });
+
+  it('traffic_split: only routes whose traffic is split (what canary analysis reads); off: none', () => {
+    assert.deepEqual(prefixes('traffic_split'), ['canary:canary', 'canary:canary', 'plain:', 'split:split']);
+    assert.deepEqual(prefixes('off'), ['canary:', 'canary:', 'plain:', 'split:']);
+  });
+
+  it('the translation cache follows a mode change', () => {
+    const cache = createTranslationCache();
+    const state = smallState(routes);
+    translate(state, OPTIONS, cache);
+    assert.deepEqual(translate(state, { ...OPTIONS, routeStats: 'off' }, cache), translate(state, { ...OPTIONS, routeStats: 'off' }));
+  });
+});
+
 describe('translate: listener and filter chain', () => {
   it('uses RDS over ADS for the route configuration', () => {
     const manager = hcm(translate(stateOf(bigConfig()), OPTIONS));

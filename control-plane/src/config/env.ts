@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { ROUTE_STATS_MODES, type RouteStatsMode } from '../translate/options.ts';
 import { xdsTransportSchema, type XdsTransportConfig } from './xds-transport.ts';
 
 /** Repository root (this file is control-plane/src/config/env.ts). */
@@ -58,6 +59,8 @@ export interface Config extends XdsTransportConfig {
   otlpCollector: { host: string; port: number } | undefined;
   /** Percent of requests without a client decision that are traced (GATEWAY_TRACE_SAMPLING_PERCENT). */
   traceSamplingPercent: number | undefined;
+  /** Which routes get per-route upstream stats (GATEWAY_ROUTE_STATS; translate/options.ts ROUTE_STATS_MODES). */
+  routeStats: RouteStatsMode;
   /** METRICS_PUBLIC=true: /metrics needs no token even when the admin API is not on loopback. */
   metricsPublic: boolean;
   /** Revision checkpoints and retention (SLUICE_REVISION_*, SLUICE_AUDIT_RETAIN_DAYS); see store/revision-history.ts. */
@@ -181,6 +184,7 @@ const schema = z.object({
     }, { error: 'expected host:port with a port 1-65535' }),
   ),
   GATEWAY_TRACE_SAMPLING_PERCENT: optional(intIn(0, 100)),
+  GATEWAY_ROUTE_STATS: optional(z.enum(ROUTE_STATS_MODES)).default('all'),
   METRICS_PUBLIC: optional(z.enum(['true', 'false'], { error: "expected 'true' or 'false'" })).default('false'),
   // Revision history (store/revision-history.ts). A full checkpoint every N
   // revisions or M bytes of change sets (defaults 100 and 5 MiB); revisions kept
@@ -256,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     gatewayAccessLog: accessLogSetting(e.GATEWAY_ACCESS_LOG_PATH),
     otlpCollector: hostPort(e.GATEWAY_OTLP_ADDRESS),
     traceSamplingPercent: e.GATEWAY_TRACE_SAMPLING_PERCENT,
+    routeStats: e.GATEWAY_ROUTE_STATS,
     metricsPublic: e.METRICS_PUBLIC === 'true',
     revisionHistory: {
       checkpointEveryRevisions: e.SLUICE_REVISION_CHECKPOINT_EVERY,

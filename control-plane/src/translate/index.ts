@@ -17,7 +17,7 @@ import { traceContext } from './tracing.ts';
 import { RATELIMIT_CONFIG_MESSAGE, rateLimitConfigs } from './ratelimit-config.ts';
 import { compareStrings, contentVersion, sortedBy } from './util.ts';
 
-export { type TranslateOptions, type ServiceEndpoint, type EdgeOptions, type AccessLogOptions, type TracingOptions, EDGE_DEFAULTS } from './options.ts';
+export { type TranslateOptions, type ServiceEndpoint, type EdgeOptions, type AccessLogOptions, type TracingOptions, type RouteStatsMode, EDGE_DEFAULTS, ROUTE_STATS_MODES } from './options.ts';
 export { ACCESS_LOG_FIELDS } from './access-log.ts';
 export { type TranslationCache, createTranslationCache } from './route-config.ts';
 

@@ -67,7 +67,7 @@ function sameInputs(previous: SharedInputs | undefined, next: SharedInputs): boo
 }
 
 export function encodeRouteConfiguration(name: string, routes: readonly Route[], ctx: RouteContext, cache?: TranslationCache): Uint8Array {
-  const contextKey = JSON.stringify([ctx.needs, ctx.options.authz !== undefined]);
+  const contextKey = JSON.stringify([ctx.needs, ctx.options.authz !== undefined, ctx.options.routeStats ?? 'all']);
   const byName = new Map<string, Uint8Array>();
   const fresh = new Map<string, CachedRoute>();
   const inputs = cache ? sharedInputsOf(ctx) : undefined;

@@ -9,6 +9,7 @@ import type { QueryParameterMatcher } from '../proto/generated/envoy/config/rout
 import type { HeaderValueOption } from '../proto/generated/envoy/config/core/v3/HeaderValueOption.ts';
 import { type FilterContext, failOpenRemovedHeaders, perFilterConfig, routeRateLimits } from './filters.ts';
 import { clusterName } from './names.ts';
+import type { RouteStatsMode } from './options.ts';
 import { bool, compareStrings, duration, literalHeaderValue, percent, uint32 } from './util.ts';
 
 export type { EnvoyRoute };
@@ -49,7 +50,7 @@ function buildRoute(route: Route, ctx: RouteContext, extraHeaders: HeaderMatcher
   const envoyRoute: EnvoyRoute = {
     name: route.name,
     // Per-route upstream stats (vhost.<vhost>.route.<name>.*), which the fleet stats sink reads.
-    stat_prefix: route.name,
+    stat_prefix: hasRouteStats(route, ctx.options.routeStats ?? 'all') ? route.name : undefined,
     match: routeMatch(route, extraHeaders),
     ...actionFields(route, ctx, targets),
     request_headers_to_add: headersToAdd(route.request_headers?.add),
@@ -236,4 +237,11 @@ function headersToAdd(headers: ReadonlyArray<{ name: string; value: string; appe
 
 function nonEmpty(items: readonly string[] | undefined): string[] | undefined {
   return items && items.length > 0 ? [...items] : undefined;
+}
+
+/** Whether a route gets per-route upstream stats under the gateway's mode (options.ts ROUTE_STATS_MODES). */
+export function hasRouteStats(route: Route, mode: RouteStatsMode): boolean {
+  if (mode === 'all') return true;
+  if (mode === 'off') return false;
+  return route.action.split !== undefined || route.action.canary !== undefined;
 }
