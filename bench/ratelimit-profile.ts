@@ -10,16 +10,24 @@
 // The request is the one Envoy sends for a Sluice route limit: (sluice_policy, bench)
 // then (route, limited), hits_addend 1, under a limit no run reaches, so every
 // decision is a full count-and-admit. CPU is process.cpuUsage (user+sys) divided by
-// decisions; CONCURRENCY decisions are in flight at once; medians over rounds.
+// decisions; CONCURRENCY decisions are in flight at once, or, with RATE, decisions
+// start at that fixed rate (open loop, as Envoy sends them); medians over rounds.
+// Redis' own CPU per decision (INFO cpu, the server process) and the script's run
+// time inside Redis (INFO commandstats, evalsha + eval) are reported beside it:
+// Redis shares the cores with the service.
 //
 // Run: node --import tsx bench/ratelimit-profile.ts
 //   ROUNDS (default 5), N (decisions per round and arm, default 3000), CONCURRENCY (default 16),
+//   RATE (decisions/s; default: closed loop at CONCURRENCY),
 //   ARMS (comma-separated subset of in-process,codec,wire), ALGORITHMS (sliding,fixed),
-//   COMPARE=/path/to/another/checkout (its control-plane/src/ratelimit runs interleaved, as "other").
+//   COMPARE=/path/to/another/checkout (its control-plane/src/ratelimit runs interleaved, as "other");
+//     e.g. the last commit: mkdir /tmp/base && git archive HEAD control-plane proto package.json | tar -x -C /tmp/base
+//     && ln -s "$PWD/node_modules" /tmp/base/node_modules.
 //   Profile: node --cpu-prof --cpu-prof-dir=bench/profiles --import tsx bench/ratelimit-profile.ts
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
 import type { State } from '../control-plane/src/model/index.ts';
 import { messageType } from '../control-plane/src/proto/envoy.ts';
 import { parseTestState } from '../test/helpers/gateway.ts';
@@ -29,6 +37,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const N = Number(process.env.N ?? 3_000);
 const WARM = Number(process.env.WARM ?? 2_000);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 16);
+const RATE = process.env.RATE ? Number(process.env.RATE) : undefined;
 const ARMS = (process.env.ARMS ?? 'in-process,codec,wire').split(',') as Arm[];
 const ALGORITHMS = (process.env.ALGORITHMS ?? 'sliding,fixed').split(',') as Algorithm[];
 const DOMAIN = 'sluice';
@@ -84,27 +93,62 @@ function cpuMicros(): number {
   return usage.user + usage.system;
 }
 
-/** Runs `one` count times with CONCURRENCY in flight; checks every answer is OK. */
-async function drive(count: number, one: () => Promise<{ overall_code?: string } | undefined>): Promise<void> {
+type One = () => Promise<{ overall_code?: string } | undefined>;
+
+function checkOk(answer: { overall_code?: string } | undefined): void {
+  if (answer && answer.overall_code !== 'OK') throw new Error(`decision was not OK: ${JSON.stringify(answer)}`);
+}
+
+/** Runs `one` count times: at RATE per second when set, else with CONCURRENCY in flight; checks every answer is OK. */
+async function drive(count: number, one: One): Promise<void> {
+  if (RATE !== undefined) return driveAtRate(count, one, RATE);
   let next = 0;
   const worker = async () => {
     while (next < count) {
       next += 1;
-      const answer = await one();
-      if (answer && answer.overall_code !== 'OK') throw new Error(`decision was not OK: ${JSON.stringify(answer)}`);
+      checkOk(await one());
     }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
 }
 
-async function measure(count: number, one: () => Promise<{ overall_code?: string } | undefined>): Promise<number> {
-  await drive(WARM, one);
-  const started = cpuMicros();
-  await drive(count, one);
-  return (cpuMicros() - started) / count;
+/** Open loop: starts the decisions due by the clock every millisecond or so, whatever is still in flight. */
+async function driveAtRate(count: number, one: One, rate: number): Promise<void> {
+  const started = performance.now();
+  const pending: Array<Promise<void>> = [];
+  let sent = 0;
+  while (sent < count) {
+    const due = Math.min(count, Math.floor(((performance.now() - started) * rate) / 1000) + 1);
+    for (; sent < due; sent += 1) pending.push(one().then(checkOk));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await Promise.all(pending);
 }
 
-async function runArm(impl: Impl, redisUrl: string, arm: Arm, algorithm: Algorithm): Promise<number> {
+/** Redis' CPU (user+sys, µs) and the counting script's run time inside it (µs, summed over calls). */
+async function redisCounters(admin: Redis): Promise<{ cpu: number; script: number }> {
+  const [cpu, stats] = [await admin.info('cpu'), await admin.info('commandstats')];
+  const seconds = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(cpu)?.[1] ?? 0);
+  const usec = (command: string) => Number(new RegExp(`cmdstat_${command}:calls=\\d+,usec=(\\d+)`).exec(stats)?.[1] ?? 0);
+  return { cpu: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6, script: usec('evalsha') + usec('eval') };
+}
+
+interface PerDecision {
+  service: number;
+  redis: number;
+  script: number;
+}
+
+async function measure(count: number, one: One): Promise<PerDecision> {
+  await drive(WARM, one);
+  const [cpu, redisBefore] = [cpuMicros(), await redisCounters(admin)];
+  await drive(count, one);
+  const service = (cpuMicros() - cpu) / count;
+  const redisAfter = await redisCounters(admin);
+  return { service, redis: (redisAfter.cpu - redisBefore.cpu) / count, script: (redisAfter.script - redisBefore.script) / count };
+}
+
+async function runArm(impl: Impl, redisUrl: string, arm: Arm, algorithm: Algorithm): Promise<PerDecision> {
   const runner = new impl.IoredisRunner(redisUrl);
   if (!(await runner.connect())) throw new Error('Redis did not accept a connection');
   const service = new impl.RateLimitService({ store: new impl.RedisCounterStore(runner), domain: DOMAIN });
@@ -151,7 +195,8 @@ function median(values: number[]): number {
 const impls: Array<[string, Impl]> = [['this', await loadImpl(path.resolve(here, '..'))]];
 if (process.env.COMPARE) impls.push(['other', await loadImpl(process.env.COMPARE)]);
 const redis = await startRedis();
-const results = new Map<string, number[]>();
+const admin = new Redis(redis.url);
+const results = new Map<string, PerDecision[]>();
 try {
   for (let round = 0; round < ROUNDS; round += 1) {
     for (const arm of ARMS) {
@@ -160,15 +205,20 @@ try {
         const order = round % 2 ? [...impls].reverse() : impls;
         for (const [name, impl] of order) {
           const label = `${arm.padEnd(10)} ${algorithm.padEnd(7)} ${name}`;
-          const us = await runArm(impl, redis.url, arm, algorithm);
-          results.set(label, [...(results.get(label) ?? []), us]);
+          const perDecision = await runArm(impl, redis.url, arm, algorithm);
+          results.set(label, [...(results.get(label) ?? []), perDecision]);
         }
       }
     }
     console.error(`round ${round + 1}/${ROUNDS} done`);
   }
 } finally {
+  admin.disconnect();
   await redis.close();
 }
-console.log(`µs CPU per decision (median of ${ROUNDS} rounds, ${N} decisions each, ${CONCURRENCY} in flight)`);
-for (const [label, values] of results) console.log(`${label}  ${median(values).toFixed(1)}  [${values.map((v) => v.toFixed(0)).join(' ')}]`);
+const load = RATE !== undefined ? `${RATE}/s open loop` : `${CONCURRENCY} in flight`;
+console.log(`µs per decision (median of ${ROUNDS} rounds, ${N} decisions each, ${load}): service CPU [rounds] | Redis CPU | script time in Redis`);
+for (const [label, values] of results) {
+  const column = (pick: (v: PerDecision) => number) => median(values.map(pick)).toFixed(1);
+  console.log(`${label}  ${column((v) => v.service)}  [${values.map((v) => v.service.toFixed(0)).join(' ')}]  |  ${column((v) => v.redis)}  |  ${column((v) => v.script)}`);
+}

@@ -5,7 +5,10 @@
 //   sluice-fixed    Sluice's service, a fixed_window policy (the algorithm envoyproxy/ratelimit has)
 //   envoy-ratelimit envoyproxy/ratelimit (built by bench/setup.sh), YAML file config for the same limit
 // at 1,000 and 2,500 decisions/s, arms interleaved in rounds. Budget (DESIGN.md):
-// Sluice's p99 no worse than envoyproxy/ratelimit's at the same rate.
+// Sluice's p99 no worse than envoyproxy/ratelimit's at the same rate. Beside the
+// latencies: CPU per decision of the service's process and of redis-server (INFO
+// cpu), which share the machine's cores with each other and with ghz; unlike the
+// p99s, these hold up when the machine is busy with other work.
 //
 // Then the latency a rate-limited route adds through a real Envoy: the same
 // upstream behind a route with a global limit (Sluice's service) and one without,
@@ -17,6 +20,7 @@
 //   ROUNDS (default 3), WARMUP_S (default 2), ROUTE_RATE (req/s through Envoy, default 1000)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -82,7 +86,7 @@ function referenceConfig(): string {
 }
 
 /** envoyproxy/ratelimit on loopback ports, counting in `redisPort`, config from a YAML file. */
-async function startReferenceService(redisPort: number): Promise<{ grpcPort: number; stop(): Promise<void> }> {
+async function startReferenceService(redisPort: number): Promise<{ grpcPort: number; pid: number; stop(): Promise<void> }> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'sluice-ref-ratelimit-'));
   // Loaded from RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/RUNTIME_APPDIRECTORY/*.yaml.
   mkdirSync(path.join(root, 'ratelimit', 'config'), { recursive: true });
@@ -128,7 +132,7 @@ async function startReferenceService(redisPort: number): Promise<{ grpcPort: num
   for (;;) {
     if (child.exitCode !== null) throw new Error(`envoyproxy/ratelimit exited (${child.exitCode}):\n${output}`);
     const ok = await fetchVia(httpPort, '/healthcheck', { timeoutMs: 1_000 }).then((r) => r.status === 200, () => false);
-    if (ok) return { grpcPort, stop };
+    if (ok) return { grpcPort, pid: child.pid!, stop };
     if (Date.now() > deadline) {
       await stop();
       throw new Error(`envoyproxy/ratelimit not healthy within 20 s:\n${output}`);
@@ -162,6 +166,19 @@ async function probe(call: GhzCall, what: string): Promise<void> {
 
 const fmt = (ms: number): string => ms.toFixed(3);
 
+/** redis-server's CPU so far (user + sys, ms), from its own INFO. */
+async function redisCpuMs(admin: Redis): Promise<number> {
+  const info = await admin.info('cpu');
+  const seconds = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? Number.NaN);
+  return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1000;
+}
+
+/** CPU of one run, µs per decision: the service's process and redis-server. */
+interface DecisionCpu {
+  service: number;
+  redis: number;
+}
+
 /** One run's line; `expected` is the outcome every request should have had (gRPC OK, HTTP 200). */
 function line(label: string, report: LoadReport, cpu: string, expected: 'OK' | '200', rate: number): string {
   const bad = runProblems(report, expected, rate);
@@ -177,6 +194,7 @@ const state = parseTestState(benchState(upstream.port));
 source.push(state);
 const sluice = await startRateLimit({ source, redisUrl: redis.url, host: '127.0.0.1', port: 0, domain: DOMAIN, log: quietLog });
 const reference = await startReferenceService(redis.port);
+const redisAdmin = new Redis(redis.url);
 try {
   const calls: Record<ServiceArm, GhzCall> = {
     sluice: decisionCall(sluice.port, 'bench'),
@@ -190,28 +208,36 @@ try {
   for (const arm of SERVICE_ARMS) if (RATES.length > 0) await ghz(calls[arm], RATES[0]!, WARMUP_S);
 
   const decisions = new Map<string, LoadReport[]>();
+  const cpus = new Map<string, DecisionCpu[]>();
+  const servicePid = (arm: ServiceArm) => (arm === 'envoy-ratelimit' ? reference.pid : process.pid);
   for (let round = 0; round < ROUNDS; round++) {
     for (const rate of RATES) {
       for (const arm of roundOrder(SERVICE_ARMS, round)) {
         await sleep(SETTLE_MS);
-        const cpuBefore = processCpuMs(process.pid);
+        const before = { service: processCpuMs(servicePid(arm)), redis: await redisCpuMs(redisAdmin) };
         const report = await ghz(calls[arm], rate, DURATION_S);
-        const sluiceCpu = arm === 'envoy-ratelimit' ? '' : `Sluice CPU per decision ${(((processCpuMs(process.pid) - cpuBefore) * 1000) / Math.max(1, report.requests)).toFixed(0)} us`;
+        const perDecision = (ms: number) => (ms * 1000) / Math.max(1, report.requests);
+        const cpu = { service: perDecision(processCpuMs(servicePid(arm)) - before.service), redis: perDecision((await redisCpuMs(redisAdmin)) - before.redis) };
         const key = `${arm}@${rate}`;
         decisions.set(key, [...(decisions.get(key) ?? []), report]);
-        console.log(line(`round ${round + 1} ${String(rate).padStart(5)}/s ${arm.padEnd(15)}`, report, sluiceCpu, 'OK', rate));
+        cpus.set(key, [...(cpus.get(key) ?? []), cpu]);
+        const cpuText = `CPU per decision: service ${cpu.service.toFixed(0)} us, Redis ${cpu.redis.toFixed(0)} us`;
+        console.log(line(`round ${round + 1} ${String(rate).padStart(5)}/s ${arm.padEnd(15)}`, report, cpuText, 'OK', rate));
       }
     }
   }
-  console.log('\n| rate | service | p50 ms | p99 ms | p99 vs envoyproxy/ratelimit |');
-  console.log('|---|---|---|---|---|');
+  console.log('\n| rate | service | p50 ms | p99 ms | p99 vs envoyproxy/ratelimit | service CPU µs/decision | Redis CPU µs/decision |');
+  console.log('|---|---|---|---|---|---|---|');
   for (const rate of RATES) {
     const reference99 = median(decisions.get(`envoy-ratelimit@${rate}`)!.map((r) => r.p99Ms));
     for (const arm of SERVICE_ARMS) {
       const reports = decisions.get(`${arm}@${rate}`)!;
+      const armCpu = cpus.get(`${arm}@${rate}`)!;
       const p99 = median(reports.map((r) => r.p99Ms));
       const errors = reports.some((r) => runProblems(r, 'OK', rate) !== '') ? ' (not comparable!)' : '';
-      console.log(`| ${rate}/s | ${arm}${errors} | ${fmt(median(reports.map((r) => r.p50Ms)))} | ${fmt(p99)} | ${arm === 'envoy-ratelimit' ? '—' : `${(p99 / reference99).toFixed(2)}x`} |`);
+      const vs = arm === 'envoy-ratelimit' ? '—' : `${(p99 / reference99).toFixed(2)}x`;
+      const cpuColumns = `${median(armCpu.map((c) => c.service)).toFixed(0)} | ${median(armCpu.map((c) => c.redis)).toFixed(0)}`;
+      console.log(`| ${rate}/s | ${arm}${errors} | ${fmt(median(reports.map((r) => r.p50Ms)))} | ${fmt(p99)} | ${vs} | ${cpuColumns} |`);
     }
   }
 
@@ -278,6 +304,7 @@ try {
     await toReference.stop();
   }
 } finally {
+  redisAdmin.disconnect();
   await reference.stop();
   await sluice.close();
   await upstream.close();

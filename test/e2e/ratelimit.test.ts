@@ -8,7 +8,7 @@ import { IoredisRunner } from '../../control-plane/src/ratelimit/ioredis-runner.
 import { MemoryCounterStore } from '../../control-plane/src/ratelimit/memory-store.ts';
 import { RedisCounterStore } from '../../control-plane/src/ratelimit/redis-store.ts';
 import { RateLimitServer } from '../../control-plane/src/ratelimit/server.ts';
-import { RateLimitService, type RateLimitLog } from '../../control-plane/src/ratelimit/service.ts';
+import { DEFAULT_STORE_TIMEOUT_MS, RateLimitService, type RateLimitLog } from '../../control-plane/src/ratelimit/service.ts';
 import type { CounterStore } from '../../control-plane/src/ratelimit/store.ts';
 import { startGateway, type Gateway, type StateInput } from '../helpers/gateway.ts';
 import { sleep } from '../helpers/net.ts';
@@ -85,9 +85,11 @@ async function startFleet(store: CounterStore, name: string): Promise<Fleet> {
     store,
     domain: 'sluice',
     log,
-    // Under Envoy's filter timeout (RATELIMIT_TIMEOUT_MS, default 500 ms), so the
-    // policy's own failure mode answers before Envoy gives up.
-    storeTimeoutMs: 80,
+    // The service's default (250 ms), under Envoy's filter timeout (RATELIMIT_TIMEOUT_MS,
+    // 500 ms) so the policy's own failure mode answers before Envoy gives up. (80 ms
+    // here made a Redis answer that was merely slow, on a machine under heavy load,
+    // an outage: an admission without headers. A stopped Redis fails at once anyway.)
+    storeTimeoutMs: DEFAULT_STORE_TIMEOUT_MS,
   });
   const server = new RateLimitServer(service);
   const port = await server.listen('127.0.0.1', 0);

@@ -10,6 +10,7 @@ import { IoredisRunner } from '../../control-plane/src/ratelimit/ioredis-runner.
 import type { CounterStore } from '../../control-plane/src/ratelimit/store.ts';
 import { bucketMs, type CounterAlgorithm, type CounterSpec } from '../../control-plane/src/ratelimit/window.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { Redis } from 'ioredis';
 
 let redis: TestRedis;
 const runners: IoredisRunner[] = [];
@@ -206,6 +207,77 @@ test('the Lua script and the in-memory store give the same verdicts for the same
     }),
     { numRuns: 60 },
   );
+});
+
+test('the Lua script and the in-memory store agree on busy counters too (the script reads a summary instead of every bucket)', async () => {
+  let now = 0;
+  const memory = await newStore('memory', () => now);
+  const lua = await newStore('redis', () => now);
+  // Many calls per window under a capacity they mostly stay below: most calls take
+  // the summary path, with buckets going stale and the limit reached in between.
+  const shapes: Array<{ algorithm: CounterAlgorithm; capacity: number; windowMs: number }> = [
+    { algorithm: 'sliding_window', capacity: 30, windowMs: 6_000 },
+    { algorithm: 'fixed_window', capacity: 25, windowMs: 6_000 },
+  ];
+  const call = fc.record({
+    at: fc.integer({ min: 0, max: 18_000 }),
+    counters: fc.uniqueArray(fc.integer({ min: 0, max: 1 }), { minLength: 1, maxLength: 2 }),
+    hits: fc.integer({ min: 1, max: 3 }),
+  });
+  await fc.assert(
+    fc.asyncProperty(fc.array(call, { minLength: 1, maxLength: 80 }), async (calls) => {
+      const keys = shapes.map(() => freshKey());
+      for (const c of [...calls].sort((a, b) => a.at - b.at)) {
+        now = c.at;
+        const specs = c.counters.map((i) => ({ key: keys[i]!, ...shapes[i]!, hits: c.hits }));
+        assert.deepEqual(await lua.decide(specs), await memory.decide(specs), `at ${now}`);
+      }
+    }),
+    { numRuns: 40 },
+  );
+});
+
+test('Redis: a busy counter reads its whole hash only when a bucket goes stale, not on every call (admitted or refused)', async () => {
+  let now = 7 * WINDOW_MS;
+  const store = await newStore('redis', () => now);
+  const admin = new Redis(redis.url);
+  try {
+    const wholeReads = async () => Number(/cmdstat_hgetall:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+    const s = spec(freshKey(), 'sliding_window', 150, WINDOW_MS);
+    const before = await wholeReads();
+    // 100 calls in one bucket: the first finds a new key (no summary yet), the rest the summary.
+    for (let i = 0; i < 100; i += 1) assert.equal((await store.decide([s])).verdicts[0]!.used, i + 1);
+    assert.equal((await wholeReads()) - before, 1, 'one whole read, for the new key');
+    // A window later every bucket is stale: one whole read drops them, then the summary again.
+    now += WINDOW_MS + bucketMs('sliding_window', WINDOW_MS);
+    for (let i = 0; i < 100; i += 1) assert.equal((await store.decide([s])).verdicts[0]!.used, i + 1);
+    assert.equal((await wholeReads()) - before, 2, 'one more, for the stale bucket');
+    // Over the limit, Retry-After walks buckets oldest first (here the first is enough).
+    const refused = [];
+    for (let i = 0; i < 60; i += 1) refused.push(await store.decide([s]));
+    assert.deepEqual(refused.map((d) => d.admitted), [...Array<boolean>(50).fill(true), ...Array<boolean>(10).fill(false)]);
+    assert.ok(refused.slice(50).every((d) => d.verdicts[0]!.retryAfterMs === WINDOW_MS + bucketMs('sliding_window', WINDOW_MS) - 1), 'all 150 are in the one bucket');
+    assert.equal((await wholeReads()) - before, 2, 'refused calls did not read the whole hash');
+  } finally {
+    admin.disconnect();
+  }
+});
+
+test('Redis: a server that lost its script cache (SCRIPT FLUSH) is sent the script again, also when calls share one pipelined write', async () => {
+  const now = 3 * WINDOW_MS;
+  const store = await newStore('redis', () => now);
+  const admin = new Redis(redis.url);
+  try {
+    const s = spec(freshKey(), 'sliding_window', 100, WINDOW_MS);
+    assert.equal((await store.decide([s])).verdicts[0]!.used, 1);
+    await admin.script('FLUSH');
+    // Started in one event-loop turn, so the client writes them together (auto-pipelining).
+    const together = await Promise.all(Array.from({ length: 5 }, () => store.decide([s])));
+    assert.ok(together.every((d) => d.admitted));
+    assert.equal((await store.decide([s])).verdicts[0]!.used, 7, 'each call counted once');
+  } finally {
+    admin.disconnect();
+  }
 });
 
 test('Redis: concurrent calls from two service replicas (two clients) admit exactly the capacity', async () => {

@@ -72,15 +72,16 @@ export function capacityOf(policy: RateLimitPolicy): number {
 }
 
 /**
- * `{rl:<domain>}:<policy>:<algorithm letter><window ms>:<hash of the key values>`.
+ * `{rl:<domain>}:<policy>:<algorithm letter><window ms>:<layout>:<hash of the key values>`.
  * The hash tag keeps a request's counters in one Redis Cluster slot; the window
  * shape is part of the key so changing a policy's period or algorithm starts a
  * fresh count instead of misreading the old buckets (changing `requests` keeps
  * the count); the values are hashed because they come from clients (headers).
+ * The layout names what the Redis script keeps in the hash (COUNTER_LAYOUT).
  */
 export function counterKey(domain: string, policy: RateLimitPolicy, entries: ReadonlyArray<{ key?: string; value?: string }>): string {
   const shape = `${policy.algorithm === 'fixed_window' ? 'f' : 's'}${PERIOD_SECONDS[policy.limit.per] * 1000}`;
-  const prefix = `{rl:${domain}}:${policy.name}:${shape}:`;
+  const prefix = `{rl:${domain}}:${policy.name}:${shape}:${COUNTER_LAYOUT}:`;
   const values = JSON.stringify(entries.map((entry) => [entry.key ?? '', entry.value ?? '']));
   // The same few clients send the same values over and over: a sha256 per decision
   // is the costliest step of planning, so recent keys are remembered (bounded).
@@ -93,6 +94,14 @@ export function counterKey(domain: string, policy: RateLimitPolicy, entries: Rea
   recentKeys.set(cacheKey, key);
   return key;
 }
+
+/**
+ * Version of what a counter hash holds: 'b2' is buckets plus the 't'/'lo' summary
+ * (redis-store.ts). A script that reads hashes differently must use another
+ * layout name, so that during a rolling upgrade the old and new scripts never
+ * read each other's hashes (each counts apart for at most one window instead).
+ */
+export const COUNTER_LAYOUT = 'b2';
 
 /** Counter keys by their unhashed form; cleared whole when full (values come from clients, so it must stay bounded). */
 const recentKeys = new Map<string, string>();

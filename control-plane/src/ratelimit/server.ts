@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DECODE_OPTIONS, type RateLimitRequest, type RateLimitResponse } from '../proto/codec.ts';
 import { messageType } from '../proto/envoy.ts';
 import type { RateLimitService } from './service.ts';
+import { encodeRateLimitResponse } from './wire.ts';
 
 const requestType = messageType('envoy.service.ratelimit.v3.RateLimitRequest');
 const responseType = messageType('envoy.service.ratelimit.v3.RateLimitResponse');
@@ -21,19 +22,24 @@ export const RATE_LIMIT_SERVICE_DEFINITION: grpc.ServiceDefinition = {
     // service treats like absent ones.
     requestDeserialize: (bytes: Buffer) => requestType.decode(bytes) as unknown as RateLimitRequest,
     // Responses come only from responses.ts/service.ts, typed as RateLimitResponse,
-    // so codec.ts's unknown-field walk (a guard for hand-written xDS config) is skipped.
-    responseSerialize: (message: RateLimitResponse) => Buffer.from(responseType.encode(responseType.fromObject(message as Record<string, unknown>)).finish()),
+    // and are written field by field (wire.ts).
+    responseSerialize: (message: RateLimitResponse) => encodeRateLimitResponse(message),
     responseDeserialize: (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), DECODE_OPTIONS) as RateLimitResponse,
   },
 };
 
+export const RATE_LIMIT_SERVER_OPTIONS: grpc.ServerOptions = {
+  // Envoy keeps one long-lived HTTP/2 connection per worker; pings find dead ones.
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.max_receive_message_length': 1024 * 1024,
+  // Channelz (grpc-js' introspection service, which Sluice does not serve) otherwise
+  // keeps per-call and per-message counters and timestamps on every decision.
+  'grpc.enable_channelz': 0,
+};
+
 export class RateLimitServer {
-  private readonly server = new grpc.Server({
-    // Envoy keeps one long-lived HTTP/2 connection per worker; pings find dead ones.
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.max_receive_message_length': 1024 * 1024,
-  });
+  private readonly server = new grpc.Server(RATE_LIMIT_SERVER_OPTIONS);
 
   constructor(readonly service: RateLimitService) {
     this.server.addService(RATE_LIMIT_SERVICE_DEFINITION, {
