@@ -5,6 +5,11 @@
 //   codec       requestDeserialize(bytes) -> check() -> responseSerialize (what the wire path adds)
 //   wire        a grpc-js client on loopback -> the service in a child process; the
 //               child's own CPU time divided by the checks it answered
+//   envoy       vegeta at a fixed rate (ENVOY_RATE/s) through one real Envoy on
+//               Sluice's translated listener (that implementation's translate/) ->
+//               the service in a child process; the child's CPU per check. One check
+//               per wake-up, headers as Envoy really forwards them: the figure the
+//               latency bench's CPU column shows, without its 2,000/s saturation.
 //
 // Each arm runs for the API-key route and the RS256 JWT route with Envoy-shaped
 // CheckRequests (addresses, time, the headers Envoy forwards, context_extensions),
@@ -13,10 +18,12 @@
 //
 // Run: node --import tsx bench/authz-check-profile.ts
 //   ROUNDS (default 5), N (checks per round and arm, default 3000), CONCURRENCY (wire, default 32),
-//   ARMS (comma-separated subset of in-process,codec,wire),
+//   ARMS (comma-separated subset of in-process,codec,wire,envoy; default the first three),
+//   ENVOY_RATE (req/s, default 800), ENVOY_S (measured seconds per arm, default 5),
+//   ENVOY_WARM_S (warm-up seconds before, default 10: V8 is still optimising the path for thousands of checks),
 //   COMPARE=/path/to/another/checkout (its control-plane/src/authz is run interleaved, as "other"),
 //   PROFILE=1 writes .cpuprofile files (in-process: run this under node --cpu-prof;
-//   wire: the server child gets --cpu-prof, written to bench/profiles/).
+//   wire and envoy: the server child gets --cpu-prof, written to bench/profiles/<arm>/).
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -25,13 +32,23 @@ import * as grpc from '@grpc/grpc-js';
 import { AUTHZ_CONTEXT } from '../control-plane/src/model/index.ts';
 import { messageType } from '../control-plane/src/proto/envoy.ts';
 import { generateApiKey } from '../control-plane/src/store/api-keys.ts';
+import { SnapshotCache } from '../control-plane/src/xds/cache.ts';
+import { NodeRegistry } from '../control-plane/src/xds/registry.ts';
+import { AdsServer } from '../control-plane/src/xds/server.ts';
+import { makeSnapshot } from '../control-plane/src/xds/snapshot.ts';
+import { startEnvoy, type EnvoyHandle } from '../test/helpers/envoy.ts';
 import { parseTestState } from '../test/helpers/gateway.ts';
 import { makeSigningKey } from '../test/helpers/jwks-server.ts';
+import { freePort, sleep } from '../test/helpers/net.ts';
+import { startPlainUpstream, vegeta, type HttpTarget, type PlainUpstream } from './load-tools.ts';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const N = Number(process.env.N ?? 3_000);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 32);
 const ARMS = (process.env.ARMS ?? 'in-process,codec,wire').split(',');
+const ENVOY_RATE = Number(process.env.ENVOY_RATE ?? 800);
+const ENVOY_S = Number(process.env.ENVOY_S ?? 5);
+const ENVOY_WARM_S = Number(process.env.ENVOY_WARM_S ?? 10);
 const SECRET = 'bench-authz-secret-0123456789abcdefghijklmnop';
 const ISSUER = 'https://issuer.bench/main';
 const AUDIENCE = 'sluice-bench';
@@ -57,6 +74,9 @@ interface Fixture {
   apiKeys: Array<{ credential: string; keyHash: string }>;
   /** Encoded CheckRequests per route, base64, cycled through. */
   requests: Record<Route, string[]>;
+  /** The raw API keys and the reused tokens, for HTTP requests through Envoy. */
+  keys: string[];
+  tokens: string[];
 }
 
 /** The service module's surface this harness uses (so another checkout's copy can be loaded). */
@@ -145,6 +165,8 @@ async function buildFixture(): Promise<Fixture> {
   return {
     state: stateInput,
     apiKeys: keys.map((k, i) => ({ credential: `key-${i}`, keyHash: k.hash })),
+    keys: keys.map((k) => k.key),
+    tokens,
     requests: {
       'api-key': keys.map((k, i) => encode(envoyRequest(i, { 'x-api-key': k.key }, '/key/', context('key', 'api_key')))),
       jwt: tokens.map((t, i) => encode(envoyRequest(i, { authorization: `Bearer ${t}` }, '/jwt/', { ...context('jwt', 'jwt'), [AUTHZ_CONTEXT.jwtProviders]: 'main' }))),
@@ -195,6 +217,8 @@ async function inProcess(impl: { service: ServiceModule; wire: WireModule }, fix
 interface ChildMessage {
   port?: number;
   cpu?: number;
+  /** System (kernel) share of cpu, µs. */
+  sys?: number;
 }
 
 function request(child: ChildProcess, message: Record<string, unknown>): Promise<ChildMessage> {
@@ -215,7 +239,7 @@ async function serveChild(): Promise<void> {
         service = await startService((await loadImpl(message.start.impl)).service, fixture);
         process.send!({ port: await service.listen('127.0.0.1', 0) });
       } else if (message.cpu) {
-        process.send!({ cpu: cpuMicros() });
+        process.send!({ cpu: cpuMicros(), sys: process.cpuUsage().system });
       } else if (message.stop) {
         await service?.close();
         process.send!({});
@@ -236,14 +260,20 @@ const rawMethod: grpc.MethodDefinition<Buffer, Buffer> = {
   responseDeserialize: (b) => b,
 };
 
-async function wire(impl: string, fixture: Fixture, route: Route, profileName?: string): Promise<number> {
+/** The server child's node flags; with a profile name, a .cpuprofile lands in bench/profiles/. */
+function childExecArgv(profileName?: string): string[] {
   const execArgv = ['--import', 'tsx'];
   if (profileName) {
-    const dir = path.join(here, 'profiles');
+    // One folder per arm: tsx's loader thread writes its own profile beside the main thread's.
+    const dir = path.join(here, 'profiles', profileName);
     mkdirSync(dir, { recursive: true });
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
   }
-  const child = fork(fileURLToPath(import.meta.url), ['--serve'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return execArgv;
+}
+
+async function wire(impl: string, fixture: Fixture, route: Route, profileName?: string): Promise<number> {
+  const child = fork(fileURLToPath(import.meta.url), ['--serve'], { execArgv: childExecArgv(profileName), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     const { port } = await request(child, { start: { impl, fixture } });
     const Client = grpc.makeGenericClientConstructor({ Check: rawMethod }, 'Authorization');
@@ -275,6 +305,101 @@ async function wire(impl: string, fixture: Fixture, route: Route, profileName?: 
   }
 }
 
+// ---- envoy: one real Envoy on Sluice's listener in front of the child's service ----
+
+interface TranslateModule {
+  translate(state: unknown, options: Record<string, unknown>): { listeners: unknown[]; routes: unknown[]; clusters: unknown[]; endpoints: unknown[] };
+}
+
+/** One Envoy for the whole run; each arm points its authz cluster at that arm's child. */
+interface EnvoyRig {
+  envoy: EnvoyHandle;
+  registry: NodeRegistry;
+  cache: SnapshotCache;
+  ads: AdsServer;
+  upstream: PlainUpstream;
+  listenerPort: number;
+  revision: number;
+}
+
+async function startEnvoyRig(): Promise<EnvoyRig> {
+  const upstream = await startPlainUpstream();
+  const cache = new SnapshotCache();
+  const registry = new NodeRegistry();
+  const ads = new AdsServer({ cache, registry });
+  const adsPort = await ads.listen('127.0.0.1', 0);
+  const envoy = await startEnvoy({ adsPort, nodeId: 'authz-profile', nodeCluster: 'authz-profile', metricsSink: false });
+  return { envoy, registry, cache, ads, upstream, listenerPort: await freePort(), revision: 1 };
+}
+
+async function stopEnvoyRig(rig: EnvoyRig): Promise<void> {
+  await rig.envoy.stop();
+  await rig.ads.close();
+  await rig.upstream.close();
+}
+
+/** Installs `impl`'s translation of the fixture with the authz cluster at `authzPort`; resolves once Envoy has it. */
+async function pointEnvoyAt(rig: EnvoyRig, impl: string, fixture: Fixture, authzPort: number): Promise<void> {
+  const translateModule = (await import(pathToFileURL(path.join(implRoot(impl), 'control-plane/src/translate/index.ts')).href)) as TranslateModule;
+  rig.revision += 1;
+  const input = fixture.state as { upstreams: Array<{ endpoints: unknown[] }> } & Record<string, unknown>;
+  const state = parseTestState({
+    ...input,
+    revision: rig.revision,
+    upstreams: [{ ...input.upstreams[0], name: 'echo', endpoints: [{ host: '127.0.0.1', port: rig.upstream.port }] }],
+  } as Parameters<typeof parseTestState>[0]);
+  const out = translateModule.translate(state, {
+    authz: { clusterName: 'sluice_authz', host: '127.0.0.1', port: authzPort },
+    listenerPort: rig.listenerPort,
+    listenerAddress: '127.0.0.1',
+  });
+  rig.cache.setSnapshot('authz-profile', makeSnapshot(rig.revision, [...out.listeners, ...out.routes, ...out.clusters, ...out.endpoints] as Parameters<typeof makeSnapshot>[1]));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const node = rig.registry.list().find((n) => n.nodeId === 'authz-profile');
+    if (node?.lastNack) throw new Error(`Envoy rejected the config: ${node.lastNack.message}`);
+    if (node?.syncedRevision === rig.revision) break;
+    if (rig.envoy.exited || Date.now() > deadline) throw new Error(`Envoy did not sync revision ${rig.revision}\n${rig.envoy.logTail()}`);
+    await sleep(20);
+  }
+  await rig.envoy.waitReady();
+}
+
+/** Headers an ordinary API client sends besides its credential (Envoy forwards all of them unless told otherwise). */
+const CLIENT_HEADERS = {
+  accept: 'application/json',
+  'accept-language': 'en-US,en;q=0.9',
+  'user-agent': 'bench-client/1.0 (linux; x86_64)',
+  traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+};
+
+async function throughEnvoy(rig: EnvoyRig, impl: string, fixture: Fixture, route: 'api-key' | 'jwt', profileName?: string): Promise<number> {
+  const child = fork(fileURLToPath(import.meta.url), ['--serve'], { execArgv: childExecArgv(profileName), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  try {
+    const { port } = await request(child, { start: { impl, fixture } });
+    await pointEnvoyAt(rig, impl, fixture, port!);
+    const url = `http://127.0.0.1:${rig.listenerPort}${route === 'api-key' ? '/key/items' : '/jwt/items'}?page=2`;
+    const targets: HttpTarget[] =
+      route === 'api-key'
+        ? fixture.keys.map((key) => ({ url, headers: { ...CLIENT_HEADERS, 'x-api-key': key } }))
+        : fixture.tokens.map((token) => ({ url, headers: { ...CLIENT_HEADERS, authorization: `Bearer ${token}` } }));
+    await vegeta(targets, ENVOY_RATE, ENVOY_WARM_S); // warm the child's JIT and Envoy's connection to it
+    const before = await request(child, { cpu: true });
+    const report = await vegeta(targets, ENVOY_RATE, ENVOY_S);
+    const after = await request(child, { cpu: true });
+    // A refusal means the wrong path was measured; a 503 (a check past Envoy's deadline
+    // on a starved machine) was still answered by the child, so it only earns a note.
+    if (Object.keys(report.outcomes).some((k) => /^4\d\d$/.test(k))) throw new Error(`${route} through Envoy: refused: ${JSON.stringify(report.outcomes)}`);
+    if ((report.outcomes['200'] ?? 0) !== report.requests) process.stdout.write(`  note: ${impl} ${route} envoy: not all 200: ${JSON.stringify(report.outcomes)}\n`);
+    if (process.env.VERBOSE) {
+      process.stdout.write(`  ${impl} ${route} envoy: kernel ${((after.sys! - before.sys!) / report.requests).toFixed(0)} µs of ${((after.cpu! - before.cpu!) / report.requests).toFixed(0)} µs per check\n`);
+    }
+    return (after.cpu! - before.cpu!) / report.requests;
+  } finally {
+    await request(child, { stop: true });
+  }
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
@@ -289,6 +414,7 @@ async function main(): Promise<void> {
   const results = new Map<string, number[]>();
   const add = (key: string, value: number) => results.set(key, [...(results.get(key) ?? []), value]);
   process.stdout.write(`authz check CPU: ${N} checks per round and arm (jwt-cold: ${COLD_TOKENS} new tokens), ${ROUNDS} rounds, wire concurrency ${CONCURRENCY}; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
+  const rig = ARMS.includes('envoy') ? await startEnvoyRig() : undefined;
   for (let round = 0; round < ROUNDS; round += 1) {
     // Alternate which implementation goes first, so drift in machine load spreads evenly.
     const order = round % 2 ? [...impls].reverse() : impls;
@@ -300,10 +426,15 @@ async function main(): Promise<void> {
           const profile = process.env.PROFILE && round === 0 ? `wire-${label(impl)}-${route}` : undefined;
           add(`${label(impl)} ${route} wire`, await wire(impl, fixture, route, profile));
         }
+        if (rig && route !== 'jwt-cold') {
+          const profile = process.env.PROFILE && round === 0 ? `envoy-${label(impl)}-${route}` : undefined;
+          add(`${label(impl)} ${route} envoy`, await throughEnvoy(rig, impl, fixture, route, profile));
+        }
       }
     }
     process.stdout.write(`round ${round + 1}/${ROUNDS} done\n`);
   }
+  if (rig) await stopEnvoyRig(rig);
   process.stdout.write('\nµs CPU per check (median of rounds; all rounds)\n');
   for (const [key, values] of [...results].sort(([a], [b]) => a.localeCompare(b))) {
     process.stdout.write(`${key.padEnd(28)} ${median(values).toFixed(1).padStart(7)}   [${values.map((v) => v.toFixed(0)).join(' ')}]\n`);

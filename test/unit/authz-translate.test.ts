@@ -112,6 +112,16 @@ describe('translate: a fail-open ext_authz twin for on_error allow routes', () =
     }
   });
 
+  it('asks Envoy for only the headers the service reads (credentials and identity headers), on both filters', () => {
+    for (const f of extAuthzFilters(res)) {
+      assert.deepEqual(
+        f.config.allowed_headers?.patterns.map((p) => (p.exact ? `exact:${p.exact}` : `prefix:${p.prefix}`)),
+        ['exact:authorization', 'exact:x-api-key', 'exact:x-consumer-id', 'exact:x-user-id', 'prefix:x-sluice-'],
+        f.name,
+      );
+    }
+  });
+
   it('turns on exactly one of the two per route (auth none: neither)', () => {
     const context = (name: string, filter: string) => perRoute(envoyRoute(res, name), filter)?.check_settings?.context_extensions;
     const disabled = (name: string, filter: string) => perRoute(envoyRoute(res, name), filter)?.disabled;

@@ -10,6 +10,15 @@ import { type AuthzIndex, isExpired, subjectKey } from './lookup.ts';
 export const API_KEY_HEADER = 'x-api-key';
 export const AUTHORIZATION_HEADER = 'authorization';
 
+/**
+ * The request headers decide() reads: the credential headers and identity headers
+ * (a client's copy is removed again). The wire decoder keeps only these, and the
+ * translator's ext_authz allowed_headers asks Envoy for the same set.
+ */
+export function readsHeader(name: string): boolean {
+  return name === AUTHORIZATION_HEADER || name === API_KEY_HEADER || isIdentityHeader(name);
+}
+
 /** Headers the gateway sets on an authenticated request (named once, in model/contract.ts). */
 export const SET_HEADERS = AUTHZ_SET_HEADERS;
 

@@ -187,8 +187,22 @@ function extAuthzFilter(authz: AuthzEndpoint, failOpen: boolean): HttpFilter {
       // An unreachable authz service is an outage, not a refusal.
       status_on_error: failOpen ? undefined : { code: 'ServiceUnavailable' },
       stat_prefix: failOpen ? 'fail_open' : undefined,
+      allowed_headers: { patterns: authzCheckedHeaders() },
     }),
   };
+}
+
+/**
+ * The request headers the authz service reads (authz/decide.ts): the credential
+ * headers and identity headers (whose client copies it removes again). Envoy sends
+ * every header without this list, and each one is encoded by Envoy and decoded by
+ * the service on every check. The path (with the API-key query), host and method
+ * travel in their own CheckRequest fields whatever this says; claim-mapped headers
+ * are removed by name without being seen.
+ */
+function authzCheckedHeaders(): Array<{ exact: string } | { prefix: string }> {
+  const exact = [...CREDENTIAL_HEADERS, ...IDENTITY_HEADERS.filter((name) => !name.startsWith(IDENTITY_HEADER_PREFIX))];
+  return [...exact.map((name) => ({ exact: name })), { prefix: IDENTITY_HEADER_PREFIX }];
 }
 
 function localRateLimitFilter(): HttpFilter {
