@@ -67,6 +67,8 @@ const PROBE_MS = whole('PROBE_MS', 5);
 const RSS_ENVOYS = whole('RSS_ENVOYS', 10);
 const RSS_ROUTES = whole('RSS_ROUTES', 10_000);
 const DELTA = process.env.XDS === 'delta';
+/** Sluice's GATEWAY_ROUTE_STATS for the run (README): per-route stats are Envoy work the reference does not do. */
+const ROUTE_STATS = process.env.ROUTE_STATS ?? 'all';
 
 /** Bounds every wait: a sample slower than this is reported as timed out, not waited on. */
 const SAMPLE_TIMEOUT_MS = 30_000;
@@ -450,7 +452,7 @@ function machineLine(): string {
 }
 
 console.log(machineLine());
-console.log(`settings: SCENARIOS=${[...SCENARIOS].join(',')} ENVOYS=${ENVOYS.join(',')} ROUTES=${ROUTES.join(',')} SAMPLES=${SAMPLES} BULK_SAMPLES=${BULK_SAMPLES} BULK_ENVOYS=${BULK_ENVOYS} RSS_ENVOYS=${RSS_ENVOYS} RSS_ROUTES=${RSS_ROUTES} PROBE_MS=${PROBE_MS} XDS=${DELTA ? 'delta' : 'sotw'}`);
+console.log(`settings: SCENARIOS=${[...SCENARIOS].join(',')} ENVOYS=${ENVOYS.join(',')} ROUTES=${ROUTES.join(',')} SAMPLES=${SAMPLES} BULK_SAMPLES=${BULK_SAMPLES} BULK_ENVOYS=${BULK_ENVOYS} RSS_ENVOYS=${RSS_ENVOYS} RSS_ROUTES=${RSS_ROUTES} PROBE_MS=${PROBE_MS} XDS=${DELTA ? 'delta' : 'sotw'} ROUTE_STATS=${ROUTE_STATS}`);
 
 // A durable Postgres (fsync on: no `fast`), thrown away at the end.
 const pgRoot = await mkdtemp(path.join(os.tmpdir(), 'sluice-bench-pg-'));
@@ -464,7 +466,7 @@ let anchor: Anchor | undefined;
 const systems: System[] = [];
 let exitCode = 0;
 try {
-  cp = await startControlPlane({ databaseUrl: db.url });
+  cp = await startControlPlane({ databaseUrl: db.url, env: { GATEWAY_ROUTE_STATS: ROUTE_STATS } });
   anchor = await startAnchor({ upstreamPort: upstream.port });
   const anchorPid = anchor.pid;
   // The Envoy and control-plane helpers kill their children on exit (e.g. Ctrl-C); the anchor's helper does not.
