@@ -63,6 +63,9 @@ function labelOf(metric: PromMetric, name: string): string | undefined {
 }
 
 export class FleetWindow implements FleetStatsReader, MetricsIngest {
+  /** The families ingest() reads (the sink decodes no others). */
+  readonly families: ReadonlySet<string> = new Set(['server.uptime', ROUTE_XX, ROUTE_TIME, CLUSTER_XX, CLUSTER_TIME]);
+
   private readonly bucketMs: number;
   private readonly windowMs: number;
   private readonly maxSeries: number;
