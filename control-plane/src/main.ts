@@ -143,7 +143,15 @@ async function main(): Promise<void> {
   });
   // A commit through this replica goes to its fleet straight from memory; the
   // feed's NOTIFY for it then finds it published already.
-  store.onCommitted((revision, snapshot) => publisher.offer({ state: { revision, ...snapshot.config }, keys: snapshot.credential_keys }));
+  store.onCommitted((revision, snapshot) => {
+    try {
+      publisher.offer({ state: { revision, ...snapshot.config }, keys: snapshot.credential_keys });
+    } catch (err) {
+      // Same as a failed load: logged, and retried through the feed's path with backoff.
+      log.warn('publisher: could not publish a local commit; retrying', { revision, error: String(err) });
+      publisher.notify(revision);
+    }
+  });
   const feed = new ChangeFeed(db.url);
   feed.on('revision', (revision) => publisher.notify(revision));
   feed.on('connected', (connected) => log.info('sluice: change feed', { connected }));

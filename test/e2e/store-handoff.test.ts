@@ -71,3 +71,16 @@ test('a local commit is published from memory, frozen, sharing the objects it di
   publisher.offer({ state: { ...before, revision: first.revision }, keys: {} });
   assert.equal(cache.current(SnapshotCache.DEFAULT_GROUP)?.revision, second.revision);
 });
+
+test('a listener that throws never turns a committed write into an error', async () => {
+  const store = new ConfigStore(prisma);
+  const seen: number[] = [];
+  store.onCommitted(() => {
+    throw new Error('listener broke');
+  });
+  store.onCommitted((revision) => seen.push(revision));
+  const result = await store.commit('t', 'after a broken listener', (d) => d.create('routes', route('d') as never));
+  assert.equal(result.changed, true);
+  assert.deepEqual(seen, [result.revision], 'the other listeners still hear of it');
+  assert.equal(await store.currentRevision(), result.revision);
+});

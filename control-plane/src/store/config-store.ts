@@ -374,7 +374,13 @@ export class ConfigStore {
           committed.index = moved?.index;
           if (!this.latest || this.latest.revision < committed.revision) this.latest = committed;
           this.afterCommit();
-          for (const listener of this.committedListeners) listener(committed.revision, committed.snapshot);
+          for (const listener of this.committedListeners) {
+            try {
+              listener(committed.revision, committed.snapshot);
+            } catch {
+              // The revision is committed whatever a listener does; listeners report their own failures.
+            }
+          }
         } else if (moved && head) {
           moved.index.revert(moved.diff); // dry run or no-op: the index stays with the head it describes
           head.index ??= moved.index;
