@@ -84,3 +84,21 @@ test('a listener that throws never turns a committed write into an error', async
   assert.deepEqual(seen, [result.revision], 'the other listeners still hear of it');
   assert.equal(await store.currentRevision(), result.revision);
 });
+
+test('a replica that catches up through another replica\'s change sets judges its next write with their references', async () => {
+  const a = new ConfigStore(prisma);
+  const b = new ConfigStore(prisma);
+  const u = { name: 'shared-u', endpoints: [{ host: '127.0.0.1', port: 8080 }] };
+  const r = { name: 'shared-r', match: { path: { prefix: '/shared' } }, action: { upstream: 'shared-u' } };
+  await b.commit('b', 'b has a head and an index', (d) => d.create('upstreams', u as never));
+  await a.commit('a', 'a route on it', (d) => d.create('routes', r as never));
+  // b replays a's change set; its index must now know the route points at the upstream.
+  await assert.rejects(
+    b.commit('b', 'delete the upstream', (d) => d.delete('upstreams', 'shared-u')),
+    (err: Error & { code?: string; issues?: Array<{ message: string }> }) => err.code === 'invalid' && err.issues!.some((i) => /unknown upstream 'shared-u'/.test(i.message)),
+  );
+  await a.commit('a', 'the route goes', (d) => d.delete('routes', 'shared-r'));
+  // ...and that the reference went with it.
+  const deleted = await b.commit('b', 'delete the upstream', (d) => d.delete('upstreams', 'shared-u'));
+  assert.equal(deleted.changed, true);
+});
