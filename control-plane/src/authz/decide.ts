@@ -1,23 +1,17 @@
 // The decision for one request: which credential it carries, whether the route
 // accepts it, who it identifies, and which headers go upstream.
-import { AUTHZ_CONTEXT, AUTHZ_SET_HEADERS, IDENTITY_HEADERS, claimHeaders, isIdentityHeader, type JwtProvider } from '../model/index.ts';
+import { AUTHZ_CONTEXT, AUTHZ_SET_HEADERS, CREDENTIAL_HEADERS, IDENTITY_HEADERS, authzReadsHeader, claimHeaders, isIdentityHeader, type JwtProvider } from '../model/index.ts';
 import { hashPresentedKey, isWellFormedApiKey, looksLikeApiKey, sameHash } from './api-keys.ts';
 import { insufficientScope, invalidRequest, invalidToken, misconfigured, missingCredential, type AuthFailure } from './failure.ts';
 import type { KeySources } from './jwks.ts';
 import { claimAt, tokenScopes, verifyJwt } from './jwt.ts';
 import { type AuthzIndex, isExpired, subjectKey } from './lookup.ts';
 
-export const API_KEY_HEADER = 'x-api-key';
-export const AUTHORIZATION_HEADER = 'authorization';
+const API_KEY_HEADER = CREDENTIAL_HEADERS.apiKey;
+const AUTHORIZATION_HEADER = CREDENTIAL_HEADERS.authorization;
 
-/**
- * The request headers decide() reads: the credential headers and identity headers
- * (a client's copy is removed again). The wire decoder keeps only these, and the
- * translator's ext_authz allowed_headers asks Envoy for the same set.
- */
-export function readsHeader(name: string): boolean {
-  return name === AUTHORIZATION_HEADER || name === API_KEY_HEADER || isIdentityHeader(name);
-}
+/** The request headers decide() reads (model/contract.ts AUTHZ_READ_HEADERS: Envoy sends only these). */
+export const readsHeader = authzReadsHeader;
 
 /** Headers the gateway sets on an authenticated request (named once, in model/contract.ts). */
 export const SET_HEADERS = AUTHZ_SET_HEADERS;

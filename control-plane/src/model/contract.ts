@@ -13,12 +13,32 @@ export const AUTHZ_SET_HEADERS = {
   jwtSubject: 'x-sluice-jwt-subject',
 } as const;
 
+/** Every client-sent header with this prefix is removed, whatever follows it. */
+export const IDENTITY_HEADER_PREFIX = 'x-sluice-';
+
 /** Identity headers: the ones auth sets plus common ones upstreams trust; any client-sent copy is stripped before ext_authz runs. */
 export const IDENTITY_HEADERS: readonly string[] = ['x-consumer-id', ...Object.values(AUTHZ_SET_HEADERS), 'x-user-id'];
 
 /** True for headers a client must never be able to supply (x-sluice-*, x-user-id, x-consumer-id). */
 export function isIdentityHeader(name: string): boolean {
-  return name.startsWith('x-sluice-') || IDENTITY_HEADERS.includes(name);
+  return name.startsWith(IDENTITY_HEADER_PREFIX) || IDENTITY_HEADERS.includes(name);
+}
+
+/** The request headers a credential arrives in. */
+export const CREDENTIAL_HEADERS = { authorization: 'authorization', apiKey: 'x-api-key' } as const;
+
+/**
+ * The request headers the authz service reads: the credential headers, and the
+ * identity headers (a client's copy is removed again). translate/ asks Envoy for
+ * exactly these (ext_authz allowed_headers); authz/'s wire decoder keeps only these.
+ */
+export const AUTHZ_READ_HEADERS = {
+  exact: [...Object.values(CREDENTIAL_HEADERS), ...IDENTITY_HEADERS.filter((name) => !name.startsWith(IDENTITY_HEADER_PREFIX))],
+  prefix: IDENTITY_HEADER_PREFIX,
+} as const;
+
+export function authzReadsHeader(name: string): boolean {
+  return name.startsWith(AUTHZ_READ_HEADERS.prefix) || AUTHZ_READ_HEADERS.exact.includes(name);
 }
 
 /**

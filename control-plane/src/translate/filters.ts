@@ -29,6 +29,9 @@ import {
   AUTHZ_CONTEXT,
   AUTHZ_METADATA_CONSUMER,
   AUTHZ_METADATA_NAMESPACE,
+  AUTHZ_READ_HEADERS,
+  CREDENTIAL_HEADERS,
+  IDENTITY_HEADER_PREFIX,
   IDENTITY_HEADERS,
   PERIOD_SECONDS,
   RATELIMIT_DESCRIPTOR,
@@ -96,8 +99,6 @@ export function filterNeeds(state: State, options: TranslateOptions, policies: R
 
 // ---- listener side -------------------------------------------------------------
 
-/** Every client-sent header with this prefix is removed, whatever follows it. */
-export const IDENTITY_HEADER_PREFIX = 'x-sluice-';
 
 /**
  * Identity headers outside the x-sluice- family (x-user-id, x-consumer-id) plus
@@ -157,7 +158,6 @@ function failsOpen(route: Route): boolean {
 }
 
 /** The headers credentials come in (authz/decide.ts reads these two). */
-const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'] as const;
 
 /**
  * Route-level request_headers_to_remove for on_error allow routes: when the check
@@ -166,7 +166,7 @@ const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'] as const;
  * keeps API keys in the query off such routes for the same reason.
  */
 export function failOpenRemovedHeaders(route: Route): string[] {
-  return failsOpen(route) ? [...CREDENTIAL_HEADERS] : [];
+  return failsOpen(route) ? Object.values(CREDENTIAL_HEADERS) : [];
 }
 
 /**
@@ -193,16 +193,14 @@ function extAuthzFilter(authz: AuthzEndpoint, failOpen: boolean): HttpFilter {
 }
 
 /**
- * The request headers the authz service reads (authz/decide.ts): the credential
- * headers and identity headers (whose client copies it removes again). Envoy sends
- * every header without this list, and each one is encoded by Envoy and decoded by
- * the service on every check. The path (with the API-key query), host and method
- * travel in their own CheckRequest fields whatever this says; claim-mapped headers
- * are removed by name without being seen.
+ * The request headers the authz service reads (model/contract.ts AUTHZ_READ_HEADERS).
+ * Envoy sends every header without this list, and each one is encoded by Envoy and
+ * decoded by the service on every check. The path (with the API-key query), host and
+ * method travel in their own CheckRequest fields whatever this says; claim-mapped
+ * headers are removed by name without being seen.
  */
 function authzCheckedHeaders(): Array<{ exact: string } | { prefix: string }> {
-  const exact = [...CREDENTIAL_HEADERS, ...IDENTITY_HEADERS.filter((name) => !name.startsWith(IDENTITY_HEADER_PREFIX))];
-  return [...exact.map((name) => ({ exact: name })), { prefix: IDENTITY_HEADER_PREFIX }];
+  return [...AUTHZ_READ_HEADERS.exact.map((name) => ({ exact: name })), { prefix: AUTHZ_READ_HEADERS.prefix }];
 }
 
 function localRateLimitFilter(): HttpFilter {
