@@ -2,18 +2,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig, repoRoot } from '../../control-plane/src/config/env.ts';
+import { loadConfig, repoRoot } from '../../control-plane/src/config/env.ts';
+import { configError } from '../helpers/config-error.ts';
 
-/** The message loadConfig throws for `env`. */
-function configError(env: NodeJS.ProcessEnv): string {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail('loadConfig accepted the environment');
-}
 
 describe('loadConfig', () => {
   test('gateway edge limits: read, and out-of-range values named', () => {

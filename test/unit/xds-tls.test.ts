@@ -11,7 +11,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import { adsBootstrap, XDS_CLUSTER, type EnvoyBootstrap, type JsonValue } from '../../envoy/bootstrap.ts';
-import { ConfigError, loadConfig, repoRoot } from '../../control-plane/src/config/env.ts';
+import { loadConfig, repoRoot } from '../../control-plane/src/config/env.ts';
+import { configError } from '../helpers/config-error.ts';
 import { certificateIdentities, nodeIdAdmitted, parseAltNames, peerIdentity } from '../../control-plane/src/xds/peer-identity.ts';
 
 let dir: string;
@@ -23,15 +24,6 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function configError(env: NodeJS.ProcessEnv): string {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail('loadConfig accepted the environment');
-}
 
 describe('XDS_* settings', () => {
   test('plaintext with a 4 MiB receive limit unless told otherwise', () => {
