@@ -2,7 +2,8 @@
 // AuthzInput snapshots (State + API-key hashes) by whoever runs it and answers
 // every check from memory; only JWKS refreshes touch the network.
 import { performance } from 'node:perf_hooks';
-import * as grpc from '@grpc/grpc-js';
+import { GrpcError, UnaryGrpcServer } from '../grpc/unary-server.ts';
+import { GrpcStatus } from '../grpc/framing.ts';
 import { AUTHZ_CONTEXT } from '../model/index.ts';
 import type { CheckResponse } from '../proto/codec.ts';
 import { decide } from './decide.ts';
@@ -10,7 +11,7 @@ import { DEFAULT_JWKS_SETTINGS, KeySources, type JwksSettings } from './jwks.ts'
 import { type AuthzIndex, type AuthzInput, buildIndex } from './lookup.ts';
 import { AuthzMetrics } from './metrics.ts';
 import { checkResponse } from './response.ts';
-import { AUTHORIZATION_SERVICE, type WireCheckRequest } from './wire.ts';
+import { CHECK_PATH, decodeCheckRequest, encodeCheckResponse, type WireCheckRequest } from './wire.ts';
 
 export interface AuthzServiceOptions {
   /** SLUICE_SECRET, the HMAC key API keys are hashed under; without it API keys never match. */
@@ -48,7 +49,7 @@ export class AuthzService {
   private readonly sources: KeySources;
   private readonly log: Log;
   private readonly now: () => number;
-  private server: grpc.Server | undefined;
+  private server: UnaryGrpcServer | undefined;
 
   constructor(private readonly options: AuthzServiceOptions = {}) {
     this.log = options.log ?? quietLog;
@@ -98,16 +99,23 @@ export class AuthzService {
 
   /** Serves gRPC on host:port (0 picks one); resolves with the bound port. */
   listen(host: string, port: number): Promise<number> {
-    const server = new grpc.Server({ 'grpc.max_receive_message_length': 1024 * 1024 });
-    server.addService(AUTHORIZATION_SERVICE, {
-      Check: (call: grpc.ServerUnaryCall<WireCheckRequest, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) => {
-        this.check(call.request).then((response) => callback(null, response), (err: unknown) => callback(err as grpc.ServiceError));
-      },
+    const server = new UnaryGrpcServer({
+      maxMessageBytes: 1024 * 1024,
+      onHandlerError: (path, err) => this.log.error('authz call failed', { path, error: err instanceof Error ? err.name : 'unknown' }),
     });
+    server.handle(CHECK_PATH, (bytes) => this.check(this.decode(bytes)).then(encodeCheckResponse));
     this.server = server;
-    return new Promise((resolve, reject) => {
-      server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
-    });
+    return server.listen(host, port);
+  }
+
+  /** A CheckRequest Envoy would never send is the caller's error, answered INVALID_ARGUMENT (and the route's on_error decides). */
+  private decode(bytes: Buffer): WireCheckRequest {
+    try {
+      return decodeCheckRequest(bytes);
+    } catch (err) {
+      this.log.warn('authz: malformed CheckRequest', { error: err instanceof Error ? err.message : 'unknown' });
+      throw new GrpcError(GrpcStatus.INVALID_ARGUMENT, 'malformed CheckRequest');
+    }
   }
 
   /** Stops serving (in-flight checks finish) and stops JWKS refreshes. */
@@ -115,13 +123,6 @@ export class AuthzService {
     this.sources.close();
     const server = this.server;
     this.server = undefined;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => server.forceShutdown(), 2_000).unref();
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await server?.close(2_000);
   }
 }

@@ -130,15 +130,22 @@ export function decodeCheckRequest(bytes: Uint8Array): WireCheckRequest {
 const requestType = messageType('envoy.service.auth.v3.CheckRequest');
 const responseType = messageType('envoy.service.auth.v3.CheckResponse');
 
+/** The method's HTTP/2 path. */
+export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
+
+/** A CheckResponse's bytes. Responses come only from response.ts, typed as CheckResponse, so codec.ts's unknown-field walk (a guard for hand-written xDS config) is skipped. */
+export function encodeCheckResponse(response: CheckResponse): Uint8Array {
+  return responseType.encode(responseType.fromObject(response as Record<string, unknown>)).finish();
+}
+
+/** The method for grpc-js clients (tests, benches); the service itself is served by grpc/unary-server.ts. */
 export const CHECK_METHOD: MethodDefinition<WireCheckRequest, CheckResponse> = {
-  path: '/envoy.service.auth.v3.Authorization/Check',
+  path: CHECK_PATH,
   requestStream: false,
   responseStream: false,
   requestSerialize: (message) => Buffer.from(requestType.encode(requestType.fromObject(message as Record<string, unknown>)).finish()),
   requestDeserialize: decodeCheckRequest,
-  // Responses come only from response.ts, typed as CheckResponse, so codec.ts's
-  // unknown-field walk (a guard for hand-written xDS config) is skipped here.
-  responseSerialize: (message) => Buffer.from(responseType.encode(responseType.fromObject(message as Record<string, unknown>)).finish()),
+  responseSerialize: (message) => Buffer.from(encodeCheckResponse(message)),
   responseDeserialize: (bytes) => responseType.toObject(responseType.decode(bytes), DECODE_OPTIONS) as CheckResponse,
 };
 

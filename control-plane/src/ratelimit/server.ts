@@ -1,6 +1,9 @@
 // The gRPC face of the service: envoy.service.ratelimit.v3.RateLimitService on
-// its own port, on the protobufjs codec of the Envoy protos Sluice loads.
-import * as grpc from '@grpc/grpc-js';
+// its own port (grpc/unary-server.ts), on the protobufjs codec of the Envoy protos
+// Sluice loads.
+import type * as grpc from '@grpc/grpc-js';
+import { GrpcStatus } from '../grpc/framing.ts';
+import { GrpcError, UnaryGrpcServer } from '../grpc/unary-server.ts';
 import { DECODE_OPTIONS, type RateLimitRequest, type RateLimitResponse } from '../proto/codec.ts';
 import { messageType } from '../proto/envoy.ts';
 import type { RateLimitService } from './service.ts';
@@ -9,9 +12,16 @@ import { encodeRateLimitResponse } from './wire.ts';
 const requestType = messageType('envoy.service.ratelimit.v3.RateLimitRequest');
 const responseType = messageType('envoy.service.ratelimit.v3.RateLimitResponse');
 
+/** The method's HTTP/2 path. */
+export const SHOULD_RATE_LIMIT_PATH = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit';
+
+/**
+ * The method for grpc-js clients (tests, benches) and the codec the server uses:
+ * requests are read with requestDeserialize, responses written with responseSerialize.
+ */
 export const RATE_LIMIT_SERVICE_DEFINITION: grpc.ServiceDefinition = {
   ShouldRateLimit: {
-    path: '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit',
+    path: SHOULD_RATE_LIMIT_PATH,
     requestStream: false,
     responseStream: false,
     requestSerialize: (message: RateLimitRequest) => Buffer.from(requestType.encode(requestType.fromObject(message)).finish()),
@@ -28,49 +38,40 @@ export const RATE_LIMIT_SERVICE_DEFINITION: grpc.ServiceDefinition = {
   },
 };
 
-export const RATE_LIMIT_SERVER_OPTIONS: grpc.ServerOptions = {
-  // Envoy keeps one long-lived HTTP/2 connection per worker; pings find dead ones.
-  'grpc.keepalive_time_ms': 30_000,
-  'grpc.keepalive_timeout_ms': 10_000,
-  'grpc.max_receive_message_length': 1024 * 1024,
-  // Channelz (grpc-js' introspection service, which Sluice does not serve) otherwise
-  // keeps per-call and per-message counters and timestamps on every decision.
-  'grpc.enable_channelz': 0,
-};
+const method = RATE_LIMIT_SERVICE_DEFINITION.ShouldRateLimit!;
 
 export class RateLimitServer {
-  private readonly server = new grpc.Server(RATE_LIMIT_SERVER_OPTIONS);
+  private readonly server: UnaryGrpcServer;
 
   constructor(readonly service: RateLimitService) {
-    this.server.addService(RATE_LIMIT_SERVICE_DEFINITION, {
-      ShouldRateLimit: (call: grpc.ServerUnaryCall<RateLimitRequest, RateLimitResponse>, callback: grpc.sendUnaryData<RateLimitResponse>) => {
-        service.shouldRateLimit(call.request).then(
-          (response) => callback(null, response),
-          (err: unknown) => callback({ code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) }),
-        );
-      },
+    this.server = new UnaryGrpcServer({
+      // Envoy keeps one long-lived HTTP/2 connection per worker; pings find dead ones.
+      keepaliveMs: 30_000,
+      keepaliveTimeoutMs: 10_000,
+      maxMessageBytes: 1024 * 1024,
+      onHandlerError: (path, err) => service.log.error('rate-limit call failed', { path, error: err instanceof Error ? err.message : String(err) }),
     });
+    this.server.handle(SHOULD_RATE_LIMIT_PATH, (bytes) => service.shouldRateLimit(this.decode(bytes)).then((response) => method.responseSerialize(response) as Buffer));
+  }
+
+  /** Bytes that are not a RateLimitRequest are the caller's error (INVALID_ARGUMENT; the policy's failure mode decides at Envoy). */
+  private decode(bytes: Buffer): RateLimitRequest {
+    try {
+      return method.requestDeserialize(bytes) as RateLimitRequest;
+    } catch (err) {
+      this.service.log.error('rate-limit: malformed request', { error: err instanceof Error ? err.message : String(err) });
+      throw new GrpcError(GrpcStatus.INVALID_ARGUMENT, 'malformed RateLimitRequest');
+    }
   }
 
   /** Binds to host:port (0 picks a free port) and resolves with the bound port. */
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
-    });
+    return this.server.listen(host, port);
   }
 
   /** Stops taking calls, lets running ones finish (bounded), then closes the store. */
   async close(graceMs = 2_000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await this.server.close(graceMs);
     await this.service.close();
   }
 }

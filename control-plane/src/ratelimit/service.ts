@@ -13,6 +13,9 @@ import type { Decision } from './window.ts';
 /** What a policy does when its counters cannot be read: admit, or refuse (429). */
 export type FailureMode = 'allow' | 'deny';
 
+/** The parts of a State the service reads (all it is handed when it runs in a worker). */
+export type RateLimitState = Pick<State, 'revision' | 'rate_limit_policies'>;
+
 /** The small logging surface this room needs (the control plane's Log satisfies it). */
 export interface RateLimitLog {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -53,7 +56,8 @@ export class RateLimitService {
   private policies: ReadonlyMap<string, RateLimitPolicy> = new Map();
   private revision: number | undefined;
   private storeHealthy = true;
-  private readonly log: RateLimitLog;
+  /** Also the server's (server.ts logs failed calls here). */
+  readonly log: RateLimitLog;
   private readonly storeTimeoutMs: number;
   private readonly deadlines: Deadlines;
 
@@ -66,7 +70,7 @@ export class RateLimitService {
   }
 
   /** Takes the policies of a new revision; the next request uses them. */
-  setState(state: State): void {
+  setState(state: RateLimitState): void {
     this.policies = new Map(state.rate_limit_policies.map((policy) => [policy.name, policy]));
     this.revision = state.revision;
   }
