@@ -14,7 +14,8 @@
 //   ROUNDS (default 3), WARMUP_S (per arm, default 2), CREDENTIALS (distinct keys/tokens, default 50),
 //   JIT_WARMUP_S (default 15: the authz arms first run this long at half RATE),
 //   ARMS (comma-separated subset of the arms)
-import { AuthzService } from '../control-plane/src/authz/service.ts';
+import { RequestPathWorker } from '../control-plane/src/request-path/host.ts';
+import { requestPathState } from '../control-plane/src/request-path/protocol.ts';
 import type { ApiKeyRecord } from '../control-plane/src/authz/api-keys.ts';
 import { generateApiKey } from '../control-plane/src/store/api-keys.ts';
 import { translate } from '../control-plane/src/translate/index.ts';
@@ -153,13 +154,19 @@ const fmt = (ms: number): string => ms.toFixed(3);
 tool('vegeta'); // fail fast, before starting anything
 const upstream = await startPlainUpstream();
 const signing = await makeSigningKey('RS256', 'bench-kid');
-const authz = new AuthzService({ secret: SECRET });
+// The services run as the product runs them: on the request-path worker thread.
+const quiet = { info: () => {}, warn: () => {}, error: (msg: string) => console.error(msg) };
+const authz = await RequestPathWorker.start({
+  log: quiet,
+  authz: { host: '127.0.0.1', port: 0, secret: SECRET },
+  ratelimit: { host: '127.0.0.1', port: 0, domain: 'sluice' },
+});
 const cache = new SnapshotCache();
 const registry = new NodeRegistry();
 const ads = new AdsServer({ cache, registry });
 let envoy: EnvoyHandle | undefined;
 try {
-  const authzPort = await authz.listen('127.0.0.1', 0);
+  const authzPort = authz.authzPort;
   const adsPort = await ads.listen('127.0.0.1', 0);
   const sluicePort = await freePort();
   const staticPort = await freePort();
@@ -174,7 +181,7 @@ try {
   const keys = Array.from({ length: CREDENTIALS }, () => generateApiKey(SECRET));
   const records: ApiKeyRecord[] = keys.map((key, i) => ({ credential: `key-${i}`, keyHash: key.hash }));
   const state = parseTestState(benchState(upstream.port, signing.jwk as Record<string, unknown>));
-  authz.update({ state, apiKeys: records });
+  await authz.install({ state: requestPathState(state), apiKeys: records });
   const { listeners, routes, clusters, endpoints } = translate(state, {
     authz: { clusterName: 'sluice_authz', host: '127.0.0.1', port: authzPort },
     listenerPort: sluicePort,

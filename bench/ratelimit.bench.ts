@@ -24,7 +24,8 @@ import { Redis } from 'ioredis';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { startRateLimit, PushStateSource } from '../control-plane/src/ratelimit/main.ts';
+import { RequestPathWorker } from '../control-plane/src/request-path/host.ts';
+import { requestPathState } from '../control-plane/src/request-path/protocol.ts';
 import type { RateLimitLog } from '../control-plane/src/ratelimit/service.ts';
 import { parseTestState, startGateway, type GatewayEnvoy, type StateInput } from '../test/helpers/gateway.ts';
 import { freePort, sleep } from '../test/helpers/net.ts';
@@ -189,10 +190,15 @@ tool('ghz');
 tool('vegeta');
 const redis = await startRedis();
 const upstream = await startPlainUpstream();
-const source = new PushStateSource();
 const state = parseTestState(benchState(upstream.port));
-source.push(state);
-const sluice = await startRateLimit({ source, redisUrl: redis.url, host: '127.0.0.1', port: 0, domain: DOMAIN, log: quietLog });
+// The service runs as the product runs it: on the request-path worker thread.
+const requestPath = await RequestPathWorker.start({
+  log: { ...quietLog, warn: () => {} },
+  authz: { host: '127.0.0.1', port: 0 },
+  ratelimit: { host: '127.0.0.1', port: 0, redisUrl: redis.url, domain: DOMAIN },
+});
+await requestPath.install({ state: requestPathState(state), apiKeys: [] });
+const sluice = { port: requestPath.ratelimitPort, close: () => requestPath.close() };
 const reference = await startReferenceService(redis.port);
 const redisAdmin = new Redis(redis.url);
 try {

@@ -11,8 +11,8 @@ import { configOrExit, type Config } from './config/env.ts';
 import { createLog, createLogger, type Log } from './log.ts';
 import { metricsArePublic } from './admin/metrics.ts';
 import { Publisher } from './publisher.ts';
-import { AuthzService } from './authz/service.ts';
-import { PushStateSource, startRateLimit } from './ratelimit/main.ts';
+import { RequestPathWorker } from './request-path/host.ts';
+import { requestPathState } from './request-path/protocol.ts';
 import { ControlPlaneMetrics, exposeAuthz, exposeFleetTraffic, exposeRateLimit, metricsService } from './telemetry/index.ts';
 import { clusterName } from './translate/names.ts';
 import { LATENCY_BUCKETS_MS as AUTHZ_LATENCY_BUCKETS_MS } from './authz/metrics.ts';
@@ -83,34 +83,34 @@ async function main(): Promise<void> {
     log.warn('sluice: xds is reachable beyond loopback without client certificates; set XDS_TLS_CERT, XDS_TLS_KEY and XDS_CLIENT_CA', { host: config.xdsHost });
   }
 
-  // The request-path services run in this process by default, fed the same State
-  // as the fleet, before the fleet gets it: a revoked key fails from that revision.
-  const authz = new AuthzService({ secret: config.secret, log });
-  const authzPort = await authz.listen(config.authzHost, config.authzPort);
-  closers.push(() => authz.close());
-  const rateLimitStates = new PushStateSource();
-  const rateLimit = await startRateLimit({
-    source: rateLimitStates,
-    redisUrl: config.redisUrl,
-    host: config.ratelimitHost,
-    port: config.ratelimitPort,
-    domain: RATELIMIT_DOMAIN,
+  // The request-path services run on their own thread of this process by default
+  // (request-path/host.ts), fed the same State as the fleet, before the fleet gets
+  // it: a revoked key fails from that revision.
+  const requestPath = await RequestPathWorker.start({
     log,
-    // Answer (allow or deny per policy) well before Envoy gives up on the service.
-    storeTimeoutMs: Math.floor(config.ratelimitTimeoutMs / 2),
+    authz: { host: config.authzHost, port: config.authzPort, ...(config.secret ? { secret: config.secret } : {}) },
+    ratelimit: {
+      host: config.ratelimitHost,
+      port: config.ratelimitPort,
+      ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
+      domain: RATELIMIT_DOMAIN,
+      // Answer (allow or deny per policy) well before Envoy gives up on the service.
+      storeTimeoutMs: Math.floor(config.ratelimitTimeoutMs / 2),
+    },
   });
-  closers.push(() => rateLimit.close());
-  // Their plain counters, read at each /metrics scrape.
-  exposeAuthz(telemetry.registry, () => authz.metrics.snapshot(), AUTHZ_LATENCY_BUCKETS_MS);
-  exposeRateLimit(telemetry.registry, () => rateLimit.service.metrics.snapshot(), STORE_LATENCY_BUCKETS_MS);
-  log.info('sluice: request-path services listening', { authz: authzPort, ratelimit: rateLimit.port, counters: config.redisUrl ? 'redis' : 'memory' });
+  closers.push(() => requestPath.close());
+  const authzPort = requestPath.authzPort;
+  // Their plain counters, fetched from the worker at each /metrics scrape.
+  telemetry.refreshBeforeRender(() => requestPath.refreshMetrics());
+  exposeAuthz(telemetry.registry, () => requestPath.metrics().authz, AUTHZ_LATENCY_BUCKETS_MS);
+  exposeRateLimit(telemetry.registry, () => requestPath.metrics().ratelimit, STORE_LATENCY_BUCKETS_MS);
+  log.info('sluice: request-path services listening', { authz: authzPort, ratelimit: requestPath.ratelimitPort, counters: config.redisUrl ? 'redis' : 'memory' });
 
   const publisher = new Publisher({
     loadState: () => store.loadState(),
     accept: ({ state, keys }) => {
-      authz.update({ state, apiKeys: Object.entries(keys).map(([credential, key]) => ({ credential, keyHash: key.hash })) });
-      rateLimitStates.push(state);
       fleetStats.setKnown({ routes: state.routes.map((r) => r.name), clusters: new Map(state.upstreams.map((u) => [clusterName(u.name), u.name])) });
+      return requestPath.install({ state: requestPathState(state), apiKeys: Object.entries(keys).map(([credential, key]) => ({ credential, keyHash: key.hash })) });
     },
     cache,
     translateOptions: {
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
       ratelimit: {
         clusterName: 'sluice_ratelimit',
         host: config.ratelimitAdvertise.host ?? config.ratelimitHost,
-        port: config.ratelimitAdvertise.port ?? rateLimit.port,
+        port: config.ratelimitAdvertise.port ?? requestPath.ratelimitPort,
         domain: RATELIMIT_DOMAIN,
         timeoutMs: config.ratelimitTimeoutMs,
       },

@@ -13,7 +13,7 @@ import type { CredentialKey } from './store/config-store.ts';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './store/backoff.ts';
 import { createTranslationCache, translate, type TranslateOptions } from './translate/index.ts';
 import { SnapshotCache } from './xds/cache.ts';
-import { makeSnapshot } from './xds/snapshot.ts';
+import { makeSnapshot, type Snapshot } from './xds/snapshot.ts';
 import type { Logger } from './xds/stream.ts';
 
 /** One revision as the store gives it: the State and its credentials' key hashes. */
@@ -24,8 +24,13 @@ export interface LoadedRevision {
 
 export interface PublisherOptions {
   loadState: () => Promise<LoadedRevision>;
-  /** Told of each revision just before the fleet gets it (the request-path services take it from here). */
-  accept?: (revision: LoadedRevision) => void;
+  /**
+   * Told of each revision before the fleet gets it (the request-path services take
+   * it from here). When it returns a promise, the fleet gets the revision after it
+   * settles: a key revoked in a revision fails at the services before any Envoy
+   * has that revision. Translation runs meanwhile.
+   */
+  accept?: (revision: LoadedRevision) => void | Promise<void>;
   cache: SnapshotCache;
   translateOptions: TranslateOptions;
   log: Logger;
@@ -38,6 +43,9 @@ export interface PublisherOptions {
 export class Publisher {
   /** The newest revision handed to the cache. */
   published = -1;
+  /** The newest revision offered (its accept may still be running), and when it is in the cache. */
+  private offered = -1;
+  private offering: Promise<void> = Promise.resolve();
   private wanted = 0;
   private running?: Promise<void>;
   /** Failed loads in a row (drives the retry backoff). */
@@ -77,7 +85,7 @@ export class Publisher {
         const loadStarted = performance.now();
         const loaded = await this.options.loadState();
         this.failures = 0;
-        this.offer(loaded, loadStarted);
+        await this.offer(loaded, loadStarted);
         if (loaded.state.revision < this.wanted) this.wanted = loaded.state.revision; // the feed ran ahead of what we can read
       } catch (err) {
         // Postgres away: keep serving the last snapshot and try again later.
@@ -101,24 +109,57 @@ export class Publisher {
   }
 
   /**
-   * Publishes a revision unless a newer one is out already (a load that raced
-   * a local commit must not take the fleet back).
+   * Publishes a revision unless a newer one is out (or on its way) already: a load
+   * that raced a local commit must not take the fleet back. Resolves when the
+   * revision (or the newer one) is in the cache.
    */
-  offer(loaded: LoadedRevision, loadStarted?: number): void {
-    if (loaded.state.revision <= this.published) return;
-    this.options.accept?.(loaded);
-    this.publish(loaded.state, loadStarted);
+  offer(loaded: LoadedRevision, loadStarted?: number): Promise<void> {
+    if (loaded.state.revision <= this.published) return Promise.resolve();
+    if (loaded.state.revision <= this.offered) return this.offering;
+    this.offered = loaded.state.revision;
+    const accepted = this.options.accept?.(loaded);
+    const started = performance.now();
+    const snapshot = this.translate(loaded.state);
+    const install = () => this.install(loaded.state.revision, snapshot, loadStarted ?? started, started);
+    if (!accepted) {
+      install(); // throws to the caller, who retries
+      return (this.offering = Promise.resolve());
+    }
+    const revision = loaded.state.revision;
+    this.offering = accepted
+      .then(install, (err: unknown) => {
+        this.options.log.warn('publisher: the request-path services did not take the revision; publishing it anyway', { revision, error: String(err) });
+        install();
+      })
+      .catch((err: unknown) => {
+        // As a failed load: logged, and retried through the feed's path with backoff.
+        this.options.log.warn('publisher: could not publish; retrying', { revision, error: String(err) });
+        this.offered = this.published;
+        this.notify(revision);
+      });
+    return this.offering;
   }
 
   /** Translates a State and sets it as the fleet's snapshot. */
   publish(state: State, loadStarted?: number): void {
     const started = performance.now();
+    this.offered = Math.max(this.offered, state.revision);
+    this.install(state.revision, this.translate(state), loadStarted ?? started, started);
+  }
+
+  private translate(state: State): Snapshot {
+    const started = performance.now();
     const resources = translate(state, this.options.translateOptions, this.translationCache);
     this.options.metrics?.translated(performance.now() - started);
-    const snapshot = makeSnapshot(state.revision, [...resources.clusters, ...resources.endpoints, ...resources.listeners, ...resources.routes, ...resources.ratelimitConfigs]);
+    return makeSnapshot(state.revision, [...resources.clusters, ...resources.endpoints, ...resources.listeners, ...resources.routes, ...resources.ratelimitConfigs]);
+  }
+
+  /** Hands the snapshot to the cache unless a newer one got there first. */
+  private install(revision: number, snapshot: Snapshot, loadStarted: number, translateStarted: number): void {
+    if (revision <= this.published) return;
     this.options.cache.setSnapshot(SnapshotCache.DEFAULT_GROUP, snapshot);
-    this.published = Math.max(this.published, state.revision);
-    this.options.metrics?.published(state.revision, performance.now() - (loadStarted ?? started));
-    this.options.log.info('publisher: published', { revision: state.revision, ms: Math.round(performance.now() - started) });
+    this.published = revision;
+    this.options.metrics?.published(revision, performance.now() - loadStarted);
+    this.options.log.info('publisher: published', { revision, ms: Math.round(performance.now() - translateStarted) });
   }
 }

@@ -3,9 +3,12 @@
 import type { Consumer, Credential, JwtProvider, State } from '../model/index.ts';
 import type { ApiKeyRecord } from './api-keys.ts';
 
+/** The parts of a State the service reads (all it is handed when it runs in a worker). */
+export type AuthzState = Pick<State, 'revision' | 'consumers' | 'credentials' | 'jwt_providers'>;
+
 /** What the composition root hands the service on every revision. */
 export interface AuthzInput {
-  state: State;
+  state: AuthzState;
   /** Hashes of the live API keys; a key absent here (revoked, deleted) fails. */
   apiKeys: readonly ApiKeyRecord[];
 }

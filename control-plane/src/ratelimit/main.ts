@@ -14,27 +14,27 @@ import { IoredisRunner } from './ioredis-runner.ts';
 import { MemoryCounterStore } from './memory-store.ts';
 import { RedisCounterStore } from './redis-store.ts';
 import { RateLimitServer } from './server.ts';
-import { RateLimitService, type RateLimitLog } from './service.ts';
+import { RateLimitService, type RateLimitLog, type RateLimitState } from './service.ts';
 import type { CounterStore } from './store.ts';
 
 /** Where the service's State comes from: the composition root's feed, a file, a test. */
 export interface StateSource {
   /** Calls `onState` with the current State (when there is one) and with every later one. */
-  start(onState: (state: State) => void): Promise<void>;
+  start(onState: (state: RateLimitState) => void): Promise<void>;
   close(): Promise<void>;
 }
 
 /** A source the owner pushes States into (the in-process wiring: publisher -> push). */
 export class PushStateSource implements StateSource {
-  private listener: ((state: State) => void) | undefined;
-  private latest: State | undefined;
+  private listener: ((state: RateLimitState) => void) | undefined;
+  private latest: RateLimitState | undefined;
 
-  push(state: State): void {
+  push(state: RateLimitState): void {
     this.latest = state;
     this.listener?.(state);
   }
 
-  start(onState: (state: State) => void): Promise<void> {
+  start(onState: (state: RateLimitState) => void): Promise<void> {
     this.listener = onState;
     if (this.latest) onState(this.latest);
     return Promise.resolve();

@@ -39,6 +39,7 @@ export class ControlPlaneMetrics {
   readonly adminRequestSeconds: Histogram<'method' | 'route'>;
   readonly commitSeconds: Histogram;
   private fleet?: FleetSource;
+  private readonly refreshers: Array<() => Promise<void>> = [];
 
   constructor(options: ControlPlaneMetricsOptions = {}) {
     const registers = [this.registry];
@@ -73,8 +74,14 @@ export class ControlPlaneMetrics {
     this.fleet = fleet;
   }
 
+  /** Runs `refresh` before each render (counters kept elsewhere, e.g. on another thread, are fetched then). */
+  refreshBeforeRender(refresh: () => Promise<void>): void {
+    this.refreshers.push(refresh);
+  }
+
   /** The exposition text and its content type, for GET /metrics. */
   async render(): Promise<{ contentType: string; body: string }> {
+    await Promise.all(this.refreshers.map((refresh) => refresh()));
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
