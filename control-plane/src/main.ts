@@ -164,7 +164,7 @@ async function main(): Promise<void> {
   await rollouts.start(); // continues rollouts a previous process left running (rollout/controller.ts)
   closers.push(() => rollouts.stop());
   const admin = buildAdminApp({
-    store, prisma, registry, secret: config.secret, logger, rollouts,
+    store, prisma, registry, secret: config.secret, logger, rollouts, serverTiming: config.serverTiming,
     sharedFleet: {
       replicaId,
       remote: () => remoteFleetNodes(prisma, replicaId),

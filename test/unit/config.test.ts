@@ -59,6 +59,7 @@ describe('loadConfig', () => {
       traceSamplingPercent: undefined,
       routeStats: 'all',
       metricsPublic: false,
+      serverTiming: false,
       revisionHistory: {
         checkpointEveryRevisions: 100,
         checkpointEveryBytes: 5 * 1024 * 1024,

@@ -19,6 +19,7 @@ import { registerResources } from './resources.ts';
 import { registerRevisions } from './revisions.ts';
 import { registerStats, type StatsEndpointOptions } from './stats.ts';
 import { registerRollouts, type RolloutOperations } from './rollouts.ts';
+import { registerServerTiming } from './timing.ts';
 
 export interface AdminDeps {
   store: ConfigStore;
@@ -42,6 +43,8 @@ export interface AdminDeps {
   sharedFleet?: SharedFleet;
   /** What GET /readyz reports (health.ts); absent: never ready. */
   readiness?: Readiness;
+  /** Server-Timing headers on responses (timing.ts; config SLUICE_SERVER_TIMING), a profiling aid; default off. */
+  serverTiming?: boolean;
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -62,6 +65,7 @@ export function buildAdminApp(deps: AdminDeps): FastifyInstance {
     clientErrorHandler,
   });
   registerAccessLog(app);
+  if (deps.serverTiming) registerServerTiming(app);
   registerProblemHandlers(app);
   registerHeaderChecks(app);
   registerBodyParsers(app);

@@ -9,6 +9,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { PrismaClient } from '../store/prisma.ts';
 import { isUnavailable, ProblemError } from './problem.ts';
+import { markPhase } from './timing.ts';
 import { type AdminRole, hashAdminToken, isAdminRole } from './tokens.ts';
 
 export interface AdminPrincipal {
@@ -31,6 +32,13 @@ const PUBLIC_PATHS = new Set(['/healthz']);
 /** How long a verified token may be trusted without the database (reads only). */
 const OFFLINE_GRACE_MS = 10 * 60_000;
 
+interface TokenRow {
+  name: string;
+  role: string;
+  tokenHash: string;
+  revoked: boolean;
+}
+
 interface CachedToken extends AdminPrincipal {
   hash: string;
   verifiedAt: number;
@@ -41,8 +49,10 @@ export function registerAuth(app: FastifyInstance, prisma: PrismaClient): void {
 
   async function lookup(hash: string, readOnly: boolean): Promise<AdminPrincipal | undefined> {
     try {
-      const row = await prisma.adminToken.findUnique({ where: { tokenHash: hash }, select: { name: true, role: true, tokenHash: true, revokedAt: true } });
-      if (!row || row.revokedAt !== null || !isAdminRole(row.role) || !sameHash(row.tokenHash, hash)) {
+      // Raw: on every request, and half the CPU of the equivalent model query (its query compilation).
+      const [row] = await prisma.$queryRaw<TokenRow[]>`
+        SELECT name, role, token_hash AS "tokenHash", revoked_at IS NOT NULL AS revoked FROM admin_tokens WHERE token_hash = ${hash}`;
+      if (!row || row.revoked || !isAdminRole(row.role) || !sameHash(row.tokenHash, hash)) {
         cache.delete(hash);
         return undefined;
       }
@@ -58,13 +68,15 @@ export function registerAuth(app: FastifyInstance, prisma: PrismaClient): void {
   }
 
   app.decorateRequest('principal', undefined);
-  app.addHook('onRequest', async (request: FastifyRequest) => {
+  app.addHook('onRequest', async (request: FastifyRequest, reply) => {
     const path = request.url.split('?')[0] ?? '';
     if ((PUBLIC_PATHS.has(path) || request.routeOptions.config?.publicRead === true) && READ_METHODS.has(request.method)) return;
     const token = bearerToken(request.headers.authorization);
     if (!token) throw new ProblemError(401, 'missing bearer token (Authorization: Bearer <token>)', [{ path: 'Authorization', message: 'expected Bearer <token>' }]);
     const readOnly = READ_METHODS.has(request.method);
+    markPhase(request, reply, 'pre-auth');
     const principal = await lookup(hashAdminToken(token), readOnly);
+    markPhase(request, reply, 'auth');
     if (!principal) throw new ProblemError(401, 'invalid or revoked token', [{ path: 'Authorization', message: 'invalid or revoked token' }]);
     if (!readOnly && principal.role !== 'write') throw new ProblemError(403, `token '${principal.name}' has the read role; this request needs write`);
     request.principal = principal;

@@ -7,6 +7,7 @@ import type { NodeRegistry } from '../xds/registry.ts';
 import { actorOf } from './auth.ts';
 import { appliedField, parseWait, type RevisionTracker, type SharedFleet } from './fleet.ts';
 import { ProblemError } from './problem.ts';
+import { markPhase } from './timing.ts';
 
 export interface AdminContext {
   store: ConfigStore;
@@ -25,29 +26,42 @@ export interface AdminContext {
 
 export const REVISION_HEADER = 'sluice-revision';
 
-export interface WriteOutcome extends CommitResult {
+export interface WriteOutcome<T = unknown> extends CommitResult {
   applied?: boolean;
+  /** What `alongside` gave, when given. */
+  alongside?: T;
 }
 
-/** Commits `plan`; with ?wait=applied, also waits for the fleet to sync the new revision. */
-export async function commitWrite(
+/**
+ * Commits `plan`; with ?wait=applied, also waits for the fleet to sync the new
+ * revision. The rollout check and `alongside` (e.g. reading back the written
+ * object) run while the fleet applies the change, not before or after it: the
+ * response still waits for all three, but their round trips to Postgres no
+ * longer add to the write's latency.
+ */
+export async function commitWrite<T = undefined>(
   ctx: AdminContext,
   request: FastifyRequest,
   reply: FastifyReply,
   message: string,
   plan: (draft: Draft) => void,
-): Promise<WriteOutcome> {
+  alongside?: () => Promise<T>,
+): Promise<WriteOutcome<T>> {
   const wait = parseWait(request.query); // before committing: a bad ?timeout must not half-succeed
+  markPhase(request, reply, 'handler');
   const started = performance.now();
   const result = await ctx.store.commit(actorOf(request), message, plan);
   ctx.commitObserved?.((performance.now() - started) / 1000);
+  markPhase(request, reply, 'commit');
   ctx.tracker.note(result.revision);
   const routes = result.diff.filter((d) => d.kind === 'routes').map((d) => d.name);
-  if (result.changed && routes.length > 0) await ctx.onRoutesChanged?.(routes, actorOf(request), result.revision);
-  const applied = await appliedField(ctx.registry, result.revision, wait, ctx.sharedFleet);
+  // Aborting a rollout never changes the config (the weight stays as set), so it need not precede the push.
+  const rolloutsTold = result.changed && routes.length > 0 ? ctx.onRoutesChanged?.(routes, actorOf(request), result.revision) : undefined;
+  const [applied, extra] = await Promise.all([appliedField(ctx.registry, result.revision, wait, ctx.sharedFleet), alongside?.(), rolloutsTold]);
+  markPhase(request, reply, 'wait');
   reply.header(REVISION_HEADER, String(result.revision));
   if (applied.applied !== undefined) reply.header('sluice-applied', String(applied.applied));
-  return { ...result, ...applied };
+  return { ...result, ...applied, ...(alongside ? { alongside: extra } : {}) };
 }
 
 /** Parses If-Match: `"<version>"` (or `*`, meaning only "must exist"). */

@@ -85,7 +85,7 @@ function registerKind(app: FastifyInstance, ctx: AdminContext, info: KindInfo): 
   app.delete<{ Params: Params }>(`${base}/:name`, async (request, reply) => {
     const name = nameParam(request.params.name);
     const ifVersion = ifMatchVersion(request);
-    await commitObject(ctx, request, reply, `delete ${kind}/${name}`, { kind, name }, (draft) => draft.delete(kind, name, ifVersion));
+    await commitObject(ctx, request, reply, `delete ${kind}/${name}`, { kind, name }, (draft) => draft.delete(kind, name, ifVersion), false);
     return reply.code(204).send();
   });
 }
@@ -181,10 +181,10 @@ async function respondWithObject(
   reply: FastifyReply,
   kind: Kind,
   name: string,
-  outcome: WriteOutcome,
+  outcome: WriteOutcome<StoredObject | undefined>,
   extra: Record<string, string> = {},
 ) {
-  const stored = await ctx.store.get(kind, name);
+  const stored = 'alongside' in outcome ? outcome.alongside : await ctx.store.get(kind, name);
   if (stored) reply.header('etag', etag(stored.version));
   const { revision, changed, applied } = outcome;
   return reply.send({ ...(stored ? representation(stored) : { name }), ...extra, revision, changed, ...(applied === undefined ? {} : { applied }) });
@@ -240,15 +240,20 @@ async function commitObject(
   message: string,
   focus: { kind: Kind; name: string },
   change: (draft: Draft) => void,
-): Promise<WriteOutcome> {
-  let sorted: Partial<Record<Kind, string[]>> = {};
+  readBack = true,
+): Promise<WriteOutcome<StoredObject | undefined>> {
+  let planned: Draft | undefined;
   try {
-    return await commitWrite(ctx, request, reply, message, (draft) => {
+    // The object as written, read while the fleet applies it (for the response body and ETag).
+    const stored = readBack ? () => ctx.store.get(focus.kind, focus.name) : undefined;
+    const plan = (draft: Draft) => {
       change(draft);
-      sorted = sortedNames(draft);
-    });
+      planned = draft; // its sorted names are only needed to explain a refusal: not worked out on every write
+    };
+    return await commitWrite(ctx, request, reply, message, plan, stored);
   } catch (err) {
     if (!(err instanceof StoreError) || err.code !== 'invalid') throw err;
+    const sorted = planned ? sortedNames(planned) : {};
     throw new StoreError('invalid', err.message, err.issues.map((issue) => readableIssue(issue, focus, sorted)));
   }
 }

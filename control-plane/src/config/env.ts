@@ -63,6 +63,8 @@ export interface Config extends XdsTransportConfig {
   routeStats: RouteStatsMode;
   /** METRICS_PUBLIC=true: /metrics needs no token even when the admin API is not on loopback. */
   metricsPublic: boolean;
+  /** SLUICE_SERVER_TIMING=true: admin responses carry a Server-Timing header per phase (admin/timing.ts; profiling aid). */
+  serverTiming: boolean;
   /** Revision checkpoints and retention (SLUICE_REVISION_*, SLUICE_AUDIT_RETAIN_DAYS); see store/revision-history.ts. */
   revisionHistory: {
     checkpointEveryRevisions: number;
@@ -186,6 +188,7 @@ const schema = z.object({
   GATEWAY_TRACE_SAMPLING_PERCENT: optional(intIn(0, 100)),
   GATEWAY_ROUTE_STATS: optional(z.enum(ROUTE_STATS_MODES)).default('all'),
   METRICS_PUBLIC: optional(z.enum(['true', 'false'], { error: "expected 'true' or 'false'" })).default('false'),
+  SLUICE_SERVER_TIMING: optional(z.enum(['true', 'false'], { error: "expected 'true' or 'false'" })).default('false'),
   // Revision history (store/revision-history.ts). A full checkpoint every N
   // revisions or M bytes of change sets (defaults 100 and 5 MiB); revisions kept
   // while among the newest SLUICE_REVISION_RETAIN (default 1000) and younger than
@@ -262,6 +265,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     traceSamplingPercent: e.GATEWAY_TRACE_SAMPLING_PERCENT,
     routeStats: e.GATEWAY_ROUTE_STATS,
     metricsPublic: e.METRICS_PUBLIC === 'true',
+    serverTiming: e.SLUICE_SERVER_TIMING === 'true',
     revisionHistory: {
       checkpointEveryRevisions: e.SLUICE_REVISION_CHECKPOINT_EVERY,
       checkpointEveryBytes: e.SLUICE_REVISION_CHECKPOINT_BYTES,

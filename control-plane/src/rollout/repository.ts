@@ -54,6 +54,11 @@ export class RolloutRepository {
 
   async activeForRoutes(routes: string[]): Promise<RolloutRecord[]> {
     if (routes.length === 0) return [];
+    // Asked on every route write, almost always to find none: a raw existence check first (a model
+    // query costs twice the CPU, its query compilation), the full rows only when there are some.
+    const [hit] = await this.prisma.$queryRaw<Array<{ any: boolean }>>`
+      SELECT EXISTS (SELECT 1 FROM rollouts WHERE route = ANY(${routes}::text[]) AND state IN ('running', 'paused')) AS any`;
+    if (!hit?.any) return [];
     const rows = await this.prisma.rollout.findMany({ where: { route: { in: routes }, state: { in: ['running', 'paused'] } } });
     return rows.map(fromRow);
   }

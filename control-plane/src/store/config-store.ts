@@ -1,6 +1,8 @@
-// The gateway config in Postgres. Every write is one transaction that
-// serialises on an advisory lock, applies the change to the whole config,
-// validates the result with model/ (so nothing half-valid is ever stored),
+// The gateway config in Postgres. Every write is one transaction (a typical
+// one-object write: one statement, see CommitMode) that serialises on an
+// advisory lock, applies the change to the whole config (the head this process
+// cached, checked under the lock to still be the newest), validates the
+// result with model/ (so nothing half-valid is ever stored),
 // writes the changed rows, a revision (its change set, now and then the whole
 // config as a checkpoint: see revision-history.ts) and one audit row per
 // change. The revision insert fires NOTIFY on commit (see the migration), which
@@ -29,6 +31,31 @@ export class StoreError extends Error {
   constructor(readonly code: StoreErrorCode, message: string, readonly issues: Issue[] = []) {
     super(message);
     this.name = 'StoreError';
+  }
+}
+
+/**
+ * How a commit attempt runs. 'alone': one statement that takes the write lock
+ * itself, with no transaction around it (the typical one-object write: one
+ * round trip in all), on the cached head; 'trusted': a transaction that takes
+ * the lock first, on the cached head; 'fresh': a transaction that reads the
+ * head under the lock (after a stale cache).
+ */
+type CommitMode = 'alone' | 'trusted' | 'fresh';
+
+/** The change needs a transaction around it (see the checks in ConfigStore.attempt). Nothing was written. */
+class NeedsTransaction extends Error {
+  constructor() {
+    super('the change needs a transaction');
+    this.name = 'NeedsTransaction';
+  }
+}
+
+/** A commit found, under the write lock, that another replica wrote since this process last looked; it wrote nothing. */
+class StaleHead extends Error {
+  constructor() {
+    super('the head revision moved on');
+    this.name = 'StaleHead';
   }
 }
 
@@ -176,6 +203,8 @@ export class ConfigStore {
   private readonly history: RevisionHistorySettings;
   private commitsSincePrune = 0;
   private pruning?: Promise<PruneResult | undefined>;
+  /** Settles when this process's previous commit has (see commit). */
+  private localTurn: Promise<unknown> = Promise.resolve();
   private readonly committedListeners = new Set<(revision: number, snapshot: RevisionSnapshot) => void>();
 
   constructor(
@@ -299,7 +328,12 @@ export class ConfigStore {
   }
 
   async get(kind: Kind, name: string): Promise<StoredObject | undefined> {
-    const row = (await delegate(this.prisma, kind).findUnique({ where: { name } })) as Row | null;
+    // Raw: every object write reads its object back, and a model query costs twice the CPU (its query compilation).
+    const keyPrefix = kind === 'credentials' ? ', key_prefix AS "keyPrefix"' : '';
+    const [row] = await this.prisma.$queryRawUnsafe<Row[]>(
+      `SELECT name, spec, version, created_at AS "createdAt", updated_at AS "updatedAt"${keyPrefix} FROM ${TABLES[kind]} WHERE name = $1`,
+      name,
+    );
     return row ? toStored(kind, row) : undefined;
   }
 
@@ -319,56 +353,63 @@ export class ConfigStore {
    * revision. Nothing is written when the plan throws, the result is invalid,
    * nothing changed, or `dryRun` is set (then the diff is still returned).
    */
-  async commit(actor: string, message: string, plan: (draft: Draft) => void, opts: { dryRun?: boolean } = {}): Promise<CommitResult> {
+  commit(actor: string, message: string, plan: (draft: Draft) => void, opts: { dryRun?: boolean } = {}): Promise<CommitResult> {
+    // This process's writers take turns, so each plans on the head the previous one left (not on a head
+    // a concurrent local commit is about to replace, which would cost it a retry).
+    const turn = this.localTurn.then(() => this.commitWithRetry(actor, message, plan, opts));
+    this.localTurn = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async commitWithRetry(actor: string, message: string, plan: (draft: Draft) => void, opts: { dryRun?: boolean }): Promise<CommitResult> {
+    let mode: CommitMode = opts.dryRun ? 'trusted' : 'alone';
+    for (;;) {
+      try {
+        return await this.commitOn(actor, message, plan, opts, mode);
+      } catch (err) {
+        // Another replica wrote since this process last looked: once more, from the head read under the lock.
+        if (err instanceof StaleHead && mode !== 'fresh') mode = 'fresh';
+        // The change needs reads under the lock (If-Match, keys) or writes the one statement does not make.
+        else if (err instanceof NeedsTransaction && mode === 'alone') mode = 'trusted';
+        else throw err;
+      }
+    }
+  }
+
+  /**
+   * One commit attempt (see CommitMode). Trusting the cache, the head this
+   * process last saw is not read again before the plan runs; its freshness is
+   * checked instead, under the write lock, by the statement that writes the
+   * revision (or by one query when the attempt ends without writing), and a
+   * stale head throws StaleHead with nothing written.
+   */
+  private async commitOn(actor: string, message: string, plan: (draft: Draft) => void, opts: { dryRun?: boolean }, mode: CommitMode): Promise<CommitResult> {
     let head: Head | undefined;
     let moved: { index: ValidationIndex; diff: DiffEntry[] } | undefined;
-    return this.prisma.$transaction(
-      async (tx) => {
-        await tx.$executeRaw`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
-        head = await this.latestSnapshot(tx as unknown as PrismaClient);
-        const { revision: currentRevision, snapshot: current, since } = head;
-        // Arrays are copied, objects shared: Draft replaces objects, never edits them (they are frozen).
-        const draft = new Draft(shallowCopy(current.config), { ...current.credential_keys });
-        plan(draft);
-        await checkVersions(tx as unknown as PrismaClient, draft.expectedVersions);
-        // Config comes back on a rollback; revoked key material never does.
-        const keysWithheld = await withholdRevokedKeys(tx as unknown as PrismaClient, current.credential_keys, draft.keys);
-
-        const next = normalise(draft.config, current.config, draft.parsed);
-        const diff = diffConfigs(current.config, next);
-        // Cross-object rules for what the change touches and what references it
-        // (model/cross-object.ts); the index moves with the change and moves back
-        // if the change is refused or its transaction fails.
-        const index = takeIndex(head);
-        index.apply(diff);
-        moved = { index, diff };
-        const issues = validateChange(index, { revision: currentRevision + 1, ...next }, diff);
-        if (issues.length > 0) throw new StoreError('invalid', 'the change would make the config invalid', issues);
-
-        const keysChanged = JSON.stringify(sortKeys(current.credential_keys)) !== JSON.stringify(sortKeys(draft.keys));
-        if (opts.dryRun || (diff.length === 0 && !keysChanged)) return { revision: currentRevision, changed: false, diff, keysWithheld };
-
-        // Raw insert with the JSON as one text parameter: Prisma's Json input path
-        // walks the whole (large) object and costs ~25 ms per 1,000 routes.
-        const nextSnapshot: RevisionSnapshot = { config: next, credential_keys: sortedKeys(draft.keys) };
-        const changesJson = JSON.stringify(changeSetOf(diff, current.credential_keys, nextSnapshot.credential_keys));
-        const changeBytes = Buffer.byteLength(changesJson);
-        const checkpoint = needsCheckpoint(currentRevision, since, changeBytes, this.history);
-        // The whole config only on a checkpoint; every row has its change set.
-        const snapshotJson = checkpoint ? JSON.stringify(nextSnapshot) : null;
-        const [revision] = await tx.$queryRaw<Array<{ id: bigint }>>`
-          INSERT INTO revisions (author, message, snapshot, changes)
-          VALUES (${actor}, ${withheldNote(message, keysWithheld)}, ${snapshotJson}::jsonb, ${changesJson}::jsonb) RETURNING id`;
-        if (!revision) throw new Error('revision insert returned no id');
-        const nextSince: SinceCheckpoint = checkpoint ? { revisions: 0, bytes: 0 } : { revisions: since.revisions + 1, bytes: since.bytes + changeBytes };
-        await recordRevocations(tx as unknown as PrismaClient, droppedKeys(current.credential_keys, draft.keys), revision.id);
-        await writeRows(tx as unknown as PrismaClient, diff, draft.keys, rekeyed(current.credential_keys, draft.keys, next));
-        const committed: Head = { revision: Number(revision.id), snapshot: freezeSnapshot(nextSnapshot), since: nextSince };
-        await writeAudit(tx as unknown as PrismaClient, revision.id, actor, diff);
-        return { revision: Number(revision.id), changed: true, diff, keysWithheld, committed };
-      },
-      { timeout: 30_000, maxWait: 10_000 },
-    ).then(
+    const body = async (db: PrismaClient): Promise<CommitResult & { committed?: Head }> => {
+      if (mode !== 'alone') await db.$executeRaw`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
+      const trusted = mode === 'fresh' ? undefined : this.latest;
+      if (mode === 'alone' && !trusted) throw new NeedsTransaction();
+      head = trusted ?? (await this.latestSnapshot(db));
+      const attempt = this.attempt(db, head, actor, message, plan, opts, mode === 'alone', (m) => (moved = m));
+      if (!trusted) return attempt;
+      // Under the lock, a head that is current now stays current until the transaction ends. Alone (no
+      // lock), a verdict or a no-op on the head that is current now is the answer as of now.
+      const assertCurrent = async () => {
+        if ((await headRevision(db)) !== trusted.revision) throw new StaleHead();
+      };
+      try {
+        const result = await attempt;
+        if (!result.committed) await assertCurrent(); // a dry run or no-op: nothing checked it yet
+        return result;
+      } catch (err) {
+        // A verdict of the plan or the validation on a stale config is no verdict. (A Postgres error aborted the transaction: no query then.)
+        if (err instanceof StoreError) await assertCurrent();
+        throw err;
+      }
+    };
+    const run = mode === 'alone' ? body(this.prisma) : this.prisma.$transaction((tx) => body(tx as unknown as PrismaClient), { timeout: 30_000, maxWait: 10_000 });
+    return run.then(
       ({ committed, ...result }: CommitResult & { committed?: Head }) => {
         // Only after the commit: a rolled-back transaction must not leave its config here.
         if (committed) {
@@ -396,6 +437,62 @@ export class ConfigStore {
         throw err;
       },
     );
+  }
+
+  /** Plans, validates and writes one revision on `head`: inside the commit's transaction, or `alone` (see CommitMode). */
+  private async attempt(
+    tx: PrismaClient,
+    head: Head,
+    actor: string,
+    message: string,
+    plan: (draft: Draft) => void,
+    opts: { dryRun?: boolean },
+    alone: boolean,
+    onMoved: (moved: { index: ValidationIndex; diff: DiffEntry[] }) => void,
+  ): Promise<CommitResult & { committed?: Head }> {
+    const { revision: currentRevision, snapshot: current, since } = head;
+    // Arrays are copied, objects shared: Draft replaces objects, never edits them (they are frozen).
+    const draft = new Draft(shallowCopy(current.config), { ...current.credential_keys });
+    plan(draft);
+    // If-Match versions and revoked keys are read under the lock: only a transaction holds it across statements.
+    // So are consumers and credentials (foreign key, cascade, key columns): known before any validation work is spent.
+    if (alone && (draft.expectedVersions.length > 0 || bringsKeys(current.credential_keys, draft.keys) || touchesKeyedKinds(current.config, draft.config))) throw new NeedsTransaction();
+    await checkVersions(tx, draft.expectedVersions);
+    // Config comes back on a rollback; revoked key material never does.
+    const keysWithheld = await withholdRevokedKeys(tx, current.credential_keys, draft.keys);
+
+    const next = normalise(draft.config, current.config, draft.parsed);
+    const diff = diffConfigs(current.config, next);
+    // Cross-object rules for what the change touches and what references it
+    // (model/cross-object.ts); the index moves with the change and moves back
+    // if the change is refused or its transaction fails.
+    const index = takeIndex(head);
+    index.apply(diff);
+    onMoved({ index, diff });
+    const issues = validateChange(index, { revision: currentRevision + 1, ...next }, diff);
+    if (issues.length > 0) throw new StoreError('invalid', 'the change would make the config invalid', issues);
+
+    const keysChanged = JSON.stringify(sortKeys(current.credential_keys)) !== JSON.stringify(sortKeys(draft.keys));
+    if (opts.dryRun || (diff.length === 0 && !keysChanged)) return { revision: currentRevision, changed: false, diff, keysWithheld };
+    if (alone && (keysChanged || diff.some((d) => !PLAIN_KINDS.includes(d.kind)))) throw new NeedsTransaction();
+
+    // Raw insert with the JSON as one text parameter: Prisma's Json input path
+    // walks the whole (large) object and costs ~25 ms per 1,000 routes.
+    const nextSnapshot: RevisionSnapshot = { config: next, credential_keys: sortedKeys(draft.keys) };
+    const changesJson = JSON.stringify(changeSetOf(diff, current.credential_keys, nextSnapshot.credential_keys));
+    const changeBytes = Buffer.byteLength(changesJson);
+    const checkpoint = needsCheckpoint(currentRevision, since, changeBytes, this.history);
+    // The whole config only on a checkpoint; every row has its change set.
+    const snapshotJson = checkpoint ? JSON.stringify(nextSnapshot) : null;
+    // One statement writes the revision, its audit rows and the rows of the
+    // plain kinds (see writeRevision): one round trip for a typical write.
+    const revisionId = await writeRevision(tx, { actor, message: withheldNote(message, keysWithheld), snapshotJson, changesJson, parent: currentRevision }, diff, alone);
+    if (revisionId === undefined) throw new StaleHead();
+    const nextSince: SinceCheckpoint = checkpoint ? { revisions: 0, bytes: 0 } : { revisions: since.revisions + 1, bytes: since.bytes + changeBytes };
+    await recordRevocations(tx, droppedKeys(current.credential_keys, draft.keys), revisionId);
+    await writeKeyedRows(tx, diff, draft.keys, rekeyed(current.credential_keys, draft.keys, next));
+    const committed: Head = { revision: Number(revisionId), snapshot: freezeSnapshot(nextSnapshot), since: nextSince };
+    return { revision: Number(revisionId), changed: true, diff, keysWithheld, committed };
   }
 }
 
@@ -495,6 +592,21 @@ async function withholdRevokedKeys(prisma: PrismaClient, current: Record<string,
   return withheld.sort();
 }
 
+/** Whether the plan changed the consumers or credentials lists (by object identity: objects it did not touch are the head's). */
+function touchesKeyedKinds(current: DeclarativeConfig, draft: DeclarativeConfig): boolean {
+  return (['consumers', 'credentials'] as const).some((kind) => {
+    const before: readonly object[] = current[kind];
+    const after: readonly object[] = draft[kind];
+    return before.length !== after.length || after.some((object, i) => object !== before[i]);
+  });
+}
+
+/** Whether `keys` holds a hash `current` does not (withholdRevokedKeys must then look at the revocations). */
+function bringsKeys(current: Record<string, CredentialKey>, keys: Record<string, CredentialKey>): boolean {
+  const live = new Set(Object.values(current).map((key) => key.hash));
+  return Object.values(keys).some((key) => !live.has(key.hash));
+}
+
 /** The revision message, saying which credentials came back without their (revoked) key. */
 function withheldNote(message: string, withheld: string[]): string {
   if (withheld.length === 0) return message;
@@ -525,23 +637,45 @@ function shallowCopy(config: DeclarativeConfig): DeclarativeConfig {
 /**
  * Parses every object the change brought in through the schema (filling in
  * defaults, so stored specs are canonical) and sorts by name. Objects carried
- * over from the current config are already canonical and are not parsed again.
+ * over from the current config are already canonical (and frozen) and are not
+ * parsed again.
  */
 function normalise(config: DeclarativeConfig, current: DeclarativeConfig, parsedAlready: WeakSet<object>): DeclarativeConfig {
-  const carried = new Set<object>(KINDS.flatMap((kind) => current[kind] as ObjectSpec[]));
-  const known = { has: (o: object) => carried.has(o) || parsedAlready.has(o) };
+  const carried: Partial<Record<Kind, boolean[]>> = {};
   const fresh: Record<string, ObjectSpec[]> = {};
-  for (const kind of KINDS) fresh[kind] = (config[kind] as ObjectSpec[]).filter((o) => !known.has(o));
+  for (const kind of KINDS) {
+    const isCarried = carriedOver(current[kind] as ObjectSpec[], config[kind] as ObjectSpec[]);
+    carried[kind] = isCarried;
+    fresh[kind] = (config[kind] as ObjectSpec[]).filter((o, i) => !isCarried[i] && !parsedAlready.has(o));
+  }
   const parsed = DeclarativeConfigSchema.safeParse(fresh);
   if (!parsed.success) throw new StoreError('invalid', 'invalid config', issuesFromZod(parsed.error));
   const out = shallowCopy(config);
   for (const kind of KINDS) {
     const replacements = (parsed.data[kind] as ObjectSpec[])[Symbol.iterator]();
+    const isCarried = carried[kind]!;
     (out[kind] as ObjectSpec[]) = (config[kind] as ObjectSpec[])
-      .map((o) => deepFreeze(known.has(o) ? o : replacements.next().value!))
+      .map((o, i) => (isCarried[i] ? o : deepFreeze(parsedAlready.has(o) ? o : replacements.next().value!)))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
   return out;
+}
+
+/**
+ * Which objects of a draft's list are the current list's own, without a set of
+ * the whole list per write: a plan edits a copy of the list in place (replace),
+ * splices (delete) and appends (create), so the draft matches the current list
+ * position by position up to the first edit, and carried objects after it are
+ * among the current ones from there on (a set of that rest only, built at the
+ * first mismatch: none for a create, which only appends).
+ */
+function carriedOver(current: readonly object[], draft: readonly object[]): boolean[] {
+  let rest: Set<object> | undefined;
+  return draft.map((o, i) => {
+    if (current[i] === o) return true;
+    rest ??= new Set(current.slice(i));
+    return rest.has(o);
+  });
 }
 
 /**
@@ -630,15 +764,81 @@ async function checkVersions(prisma: PrismaClient, expected: Draft['expectedVers
   }
 }
 
-/** One audit row per change, in diff order (ids ascend with it), in one statement. */
-async function writeAudit(prisma: PrismaClient, revision: bigint, actor: string, diff: DiffEntry[]): Promise<void> {
-  if (diff.length === 0) return;
-  const rows = diff.map((d, i) => ({ i, action: d.op, kind: d.kind, object_name: d.name, before: d.before ?? null, after: d.after ?? null }));
-  await prisma.$executeRaw`
-    INSERT INTO audit_log (revision, actor, action, kind, object_name, before, after)
-    SELECT ${revision}, ${actor}, r.action, r.kind, r.object_name, r.before, r.after
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(i int, action text, kind text, object_name text, before jsonb, after jsonb)
-    ORDER BY r.i`;
+/**
+ * Inserts the revision row (with `takeLock`, taking the write lock first: one
+ * statement is then a whole commit), unless the newest revision is no longer `parent`
+ * (another replica wrote: then nothing at all is written and the result is
+ * undefined), and, in the same statement, one audit row per change
+ * (in diff order: ids ascend with it) and the object rows of the plain kinds
+ * (PLAIN_KINDS: no foreign keys between them). Data-modifying CTEs all run;
+ * the audit rows' foreign key to the revision is checked at the end of the
+ * statement, when the revision row exists. Consumers and credentials (a
+ * foreign key and cascades between them) are written by writeKeyedRows after.
+ * Returns the new revision's id.
+ */
+async function writeRevision(
+  prisma: PrismaClient,
+  row: { actor: string; message: string; snapshotJson: string | null; changesJson: string; parent: number },
+  diff: DiffEntry[],
+  takeLock: boolean,
+): Promise<bigint | undefined> {
+  const changes = diff.map((d, i) => ({ i, op: d.op, kind: d.kind, name: d.name, before: d.before ?? null, after: d.after ?? null }));
+  const writes: string[] = [];
+  for (const kind of PLAIN_KINDS) {
+    const table = TABLES[kind];
+    const has = (op: DiffEntry['op']) => diff.some((d) => d.kind === kind && d.op === op);
+    const input = (op: DiffEntry['op']) => `SELECT c.name, c.after FROM changes c WHERE c.kind = '${kind}' AND c.op = '${op}'`;
+    if (has('delete')) writes.push(`DELETE FROM ${table} WHERE name IN (SELECT x.name FROM (${input('delete')}) AS x)`);
+    if (has('create')) writes.push(`INSERT INTO ${table} (name, spec) SELECT x.name, x.after FROM (${input('create')}) AS x`);
+    if (has('update')) writes.push(`UPDATE ${table} AS t SET spec = x.after, version = t.version + 1, updated_at = now() FROM (${input('update')}) AS x WHERE t.name = x.name`);
+  }
+  const [revision] = await prisma.$queryRawUnsafe<Array<{ id: bigint }>>(
+    `WITH ${takeLock ? LOCKED_HEAD : TRANSACTION_HEAD},
+     revision AS (
+       INSERT INTO revisions (author, message, snapshot, changes)
+       SELECT $1, $2, $3::jsonb, $4::jsonb FROM head WHERE head.id = $6
+       RETURNING id
+     ),
+     changes AS (
+       SELECT r.* FROM revision, jsonb_to_recordset($5::jsonb) AS r(i int, op text, kind text, name text, before jsonb, after jsonb)
+     ),
+     audit AS (
+       INSERT INTO audit_log (revision, actor, action, kind, object_name, before, after)
+       SELECT revision.id, $1, c.op, c.kind, c.name, c.before, c.after FROM revision, changes c ORDER BY c.i
+     )${writes.map((sql, i) => `,\n     w${i} AS (${sql})`).join('')}
+     SELECT id FROM revision`,
+    row.actor,
+    row.message,
+    row.snapshotJson,
+    row.changesJson,
+    JSON.stringify(changes),
+    BigInt(row.parent),
+  );
+  return revision?.id;
+}
+
+/** The head inside a transaction that holds the write lock: the newest revision its statement sees. */
+const TRANSACTION_HEAD = `head AS (SELECT coalesce(max(id), 0) AS id FROM revisions)`;
+
+/**
+ * The head for a statement that takes the write lock itself. Its snapshot was
+ * taken before the lock was granted, so it may not see a revision committed
+ * while it waited; the identity sequence, not transactional, does: every
+ * writer draws the next id while holding the lock, so under the lock the last
+ * value drawn is the newest revision's id, or more after a writer rolled back
+ * (then the head merely looks stale and the commit is retried from a fresh
+ * read). The sequence is read in a step that consumes the lock's row, so after
+ * the lock is granted.
+ */
+const LOCKED_HEAD = `lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(${WRITE_LOCK}) AS granted),
+     head AS MATERIALIZED (
+       SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('revisions', 'id')::regclass), 0) AS id FROM lock
+     )`;
+
+/** The newest revision's id (0 before the first write). */
+async function headRevision(prisma: PrismaClient): Promise<number> {
+  const head = await prisma.revision.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
+  return head ? Number(head.id) : 0;
 }
 
 /** Each kind's table (fixed names: the only text spliced into SQL here). */
@@ -651,24 +851,24 @@ const TABLES: Record<Kind, string> = {
   rate_limit_policies: 'rate_limit_policies',
 };
 
-/** Kinds in the order their rows may be written: consumers before the credentials that point at them. */
-const WRITE_ORDER: readonly Kind[] = ['upstreams', 'routes', 'consumers', 'jwt_providers', 'rate_limit_policies', 'credentials'];
+/** Kinds whose rows hold only a name and a spec, with no foreign key between them: writeRevision writes these. */
+const PLAIN_KINDS: readonly Kind[] = ['upstreams', 'routes', 'jwt_providers', 'rate_limit_policies'];
 
 /**
- * Applies a diff to the object tables with a few set-based statements (one
- * per kind and operation, the rows passed as one JSON parameter), so a
- * 10,000-object apply is as many statements as a one-object write. Deletes
- * first (credentials before consumers; a consumer's cascade may have taken
- * its credentials already), then creates and updates, consumers before
- * credentials; then the key columns of `rekeyedCredentials` the diff did not
- * already write.
+ * Applies the consumer and credential part of a diff (the plain kinds went with
+ * writeRevision) with a few set-based statements (one per kind and operation,
+ * the rows passed as one JSON parameter), so a 10,000-object apply is as many
+ * statements as a one-object write. Deletes first (credentials before
+ * consumers; a consumer's cascade may have taken its credentials already),
+ * then creates and updates, consumers before credentials; then the key
+ * columns of `rekeyedCredentials` the diff did not already write.
  */
-async function writeRows(prisma: PrismaClient, diff: DiffEntry[], keys: Record<string, CredentialKey>, rekeyedCredentials: string[]): Promise<void> {
-  for (const kind of ['credentials', ...WRITE_ORDER.filter((k) => k !== 'credentials')] as Kind[]) {
+async function writeKeyedRows(prisma: PrismaClient, diff: DiffEntry[], keys: Record<string, CredentialKey>, rekeyedCredentials: string[]): Promise<void> {
+  for (const kind of ['credentials', 'consumers'] as const) {
     const names = diff.filter((d) => d.op === 'delete' && d.kind === kind).map((d) => d.name);
     if (names.length > 0) await prisma.$executeRawUnsafe(`DELETE FROM ${TABLES[kind]} WHERE name = ANY($1::text[])`, names);
   }
-  for (const kind of WRITE_ORDER) {
+  for (const kind of ['consumers', 'credentials'] as const) {
     for (const op of ['create', 'update'] as const) {
       const entries = diff.filter((d) => d.op === op && d.kind === kind);
       if (entries.length === 0) continue;
