@@ -13,7 +13,7 @@
 // unknown methods answer UNIMPLEMENTED; oversized messages RESOURCE_EXHAUSTED,
 // refused before they are buffered.
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { declaredLength, encodeGrpcMessage, frameMessage, GrpcStatus, type GrpcStatusCode, MESSAGE_PREFIX_BYTES, parseGrpcTimeout, readUnaryBody } from './framing.ts';
 
 /** Turns one request message into one response message (protobuf bytes both ways). */
@@ -79,6 +79,9 @@ export class UnaryGrpcServer {
   constructor(private readonly options: UnaryServerOptions = {}) {
     this.maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024;
     this.server = http2.createServer({ settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 1_024 } });
+    // Every answer is a few small writes (headers, message, trailers) the caller waits on: with
+    // Nagle's algorithm a later one may wait for the ACK of the first, which the peer may delay.
+    this.server.on('connection', (socket: Socket) => socket.setNoDelay(true));
     this.server.on('session', (session) => this.watchSession(session));
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     // A peer that breaks the protocol costs its own session, nothing else.
