@@ -140,13 +140,6 @@ export class Publisher {
     return this.offering;
   }
 
-  /** Translates a State and sets it as the fleet's snapshot. */
-  publish(state: State, loadStarted?: number): void {
-    const started = performance.now();
-    this.offered = Math.max(this.offered, state.revision);
-    this.install(state.revision, this.translate(state), loadStarted ?? started, started);
-  }
-
   private translate(state: State): Snapshot {
     const started = performance.now();
     const resources = translate(state, this.options.translateOptions, this.translationCache);

@@ -12,33 +12,34 @@ import { encodeRateLimitResponse } from './wire.ts';
 const requestType = messageType('envoy.service.ratelimit.v3.RateLimitRequest');
 const responseType = messageType('envoy.service.ratelimit.v3.RateLimitResponse');
 
+/**
+ * The decoded message is read as it is: the service reads only strings, the
+ * descriptors' entry lists and hits_addend (a number), which decode() already
+ * gives; toObject's copy of every field is work for nothing on each decision.
+ * Unset fields read as protobufjs' defaults ('', [], 0, null), which the service
+ * treats like absent ones.
+ */
+function decodeRateLimitRequest(bytes: Uint8Array): RateLimitRequest {
+  return requestType.decode(bytes) as unknown as RateLimitRequest;
+}
+
 /** The method's HTTP/2 path. */
 export const SHOULD_RATE_LIMIT_PATH = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit';
 
-/**
- * The method for grpc-js clients (tests, benches) and the codec the server uses:
- * requests are read with requestDeserialize, responses written with responseSerialize.
- */
+/** The method for grpc-js clients (tests, benches); the service itself is served by grpc/unary-server.ts. */
 export const RATE_LIMIT_SERVICE_DEFINITION: grpc.ServiceDefinition = {
   ShouldRateLimit: {
     path: SHOULD_RATE_LIMIT_PATH,
     requestStream: false,
     responseStream: false,
     requestSerialize: (message: RateLimitRequest) => Buffer.from(requestType.encode(requestType.fromObject(message)).finish()),
-    // The decoded message is read as it is: the service reads only strings, the
-    // descriptors' entry lists and hits_addend (a number), which decode() already
-    // gives; toObject's copy of every field is work for nothing on each decision.
-    // Unset fields read as protobufjs' defaults ('', [], 0, null), which the
-    // service treats like absent ones.
-    requestDeserialize: (bytes: Buffer) => requestType.decode(bytes) as unknown as RateLimitRequest,
+    requestDeserialize: decodeRateLimitRequest,
     // Responses come only from responses.ts/service.ts, typed as RateLimitResponse,
     // and are written field by field (wire.ts).
-    responseSerialize: (message: RateLimitResponse) => encodeRateLimitResponse(message),
+    responseSerialize: encodeRateLimitResponse,
     responseDeserialize: (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), DECODE_OPTIONS) as RateLimitResponse,
   },
 };
-
-const method = RATE_LIMIT_SERVICE_DEFINITION.ShouldRateLimit!;
 
 export class RateLimitServer {
   private readonly server: UnaryGrpcServer;
@@ -51,13 +52,13 @@ export class RateLimitServer {
       maxMessageBytes: 1024 * 1024,
       onHandlerError: (path, err) => service.log.error('rate-limit call failed', { path, error: err instanceof Error ? err.message : String(err) }),
     });
-    this.server.handle(SHOULD_RATE_LIMIT_PATH, (bytes) => service.shouldRateLimit(this.decode(bytes)).then((response) => method.responseSerialize(response) as Buffer));
+    this.server.handle(SHOULD_RATE_LIMIT_PATH, (bytes) => service.shouldRateLimit(this.decode(bytes)).then(encodeRateLimitResponse));
   }
 
   /** Bytes that are not a RateLimitRequest are the caller's error (INVALID_ARGUMENT; the policy's failure mode decides at Envoy). */
   private decode(bytes: Buffer): RateLimitRequest {
     try {
-      return method.requestDeserialize(bytes) as RateLimitRequest;
+      return decodeRateLimitRequest(bytes);
     } catch (err) {
       this.service.log.error('rate-limit: malformed request', { error: err instanceof Error ? err.message : String(err) });
       throw new GrpcError(GrpcStatus.INVALID_ARGUMENT, 'malformed RateLimitRequest');
