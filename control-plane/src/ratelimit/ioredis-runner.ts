@@ -15,11 +15,12 @@ export interface IoredisRunnerOptions {
   maxReconnectDelayMs?: number;
   /**
    * Sends the scripts of decisions started in the same event-loop turn as one
-   * write (ioredis' auto-pipelining; default true). Redis then reads and answers
-   * several decisions per wake-up: measured at 1,000 and 2,500 decisions/s, its CPU
-   * per decision fell by about half (~46 -> ~25 µs and ~26 -> ~14 µs), the
-   * service's own CPU did not move. A restarted Redis (NOSCRIPT) is handled as
-   * without it: ioredis sends the script's source again.
+   * write (ioredis' auto-pipelining). Off by default: it halves Redis' CPU per
+   * decision (~46 -> ~25 µs at 1,000/s) but its per-pipeline objects outlive the
+   * young generation, so the service promoted ~4.4 KB per decision instead of
+   * ~1.1 KB (sampled with V8's heap profiler at 1,000 decisions/s) and paid a
+   * major collection every ~2 s instead of every ~15 s: those pauses were the
+   * service's p99 (bench/RESULTS.md).
    */
   autoPipelining?: boolean;
 }
@@ -47,7 +48,7 @@ export class IoredisRunner implements ScriptRunner {
       lazyConnect: true,
       // Each decision is one small write that is waited on: no Nagle delay (ioredis' default, said here on purpose).
       noDelay: true,
-      enableAutoPipelining: options.autoPipelining ?? true,
+      enableAutoPipelining: options.autoPipelining ?? false,
     });
     // Errors surface through the commands that fail; without a listener ioredis prints each one.
     this.redis.on('error', () => undefined);
