@@ -25,7 +25,7 @@
 //   PROFILE=1 writes .cpuprofile files (in-process: run this under node --cpu-prof;
 //   wire and envoy: the server child gets --cpu-prof, written to bench/profiles/<arm>/).
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -100,7 +100,8 @@ async function loadImpl(which: string): Promise<{ service: ServiceModule; wire: 
   const dir = path.join(implRoot(which), 'control-plane/src/authz');
   return {
     service: (await import(pathToFileURL(path.join(dir, 'service.ts')).href)) as ServiceModule,
-    wire: (await import(pathToFileURL(path.join(dir, 'wire.ts')).href)) as WireModule,
+    // CHECK_METHOD is in client.ts since the worker stopped loading the proto registry (wire.ts before).
+    wire: (await import(pathToFileURL(path.join(dir, existsSync(path.join(dir, 'client.ts')) ? 'client.ts' : 'wire.ts')).href)) as WireModule,
   };
 }
 

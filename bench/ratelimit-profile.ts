@@ -24,6 +24,7 @@
 //     e.g. the last commit: mkdir /tmp/base && git archive HEAD control-plane proto package.json | tar -x -C /tmp/base
 //     && ln -s "$PWD/node_modules" /tmp/base/node_modules.
 //   Profile: node --cpu-prof --cpu-prof-dir=bench/profiles --import tsx bench/ratelimit-profile.ts
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -64,13 +65,15 @@ interface Impl {
 async function loadImpl(root: string): Promise<Impl> {
   const dir = path.join(root, 'control-plane/src/ratelimit');
   const load = async (file: string) => (await import(pathToFileURL(path.join(dir, file)).href)) as Record<string, unknown>;
-  const [service, store, runner, server] = await Promise.all([load('service.ts'), load('redis-store.ts'), load('ioredis-runner.ts'), load('server.ts')]);
+  // RATE_LIMIT_SERVICE_DEFINITION is in client.ts since the worker stopped loading the proto registry (server.ts before).
+  const clientFile = existsSync(path.join(dir, 'client.ts')) ? 'client.ts' : 'server.ts';
+  const [service, store, runner, server, client] = await Promise.all([load('service.ts'), load('redis-store.ts'), load('ioredis-runner.ts'), load('server.ts'), load(clientFile)]);
   return {
     RateLimitService: service['RateLimitService'] as Impl['RateLimitService'],
     RedisCounterStore: store['RedisCounterStore'] as Impl['RedisCounterStore'],
     IoredisRunner: runner['IoredisRunner'] as Impl['IoredisRunner'],
     RateLimitServer: server['RateLimitServer'] as Impl['RateLimitServer'],
-    definition: server['RATE_LIMIT_SERVICE_DEFINITION'] as grpc.ServiceDefinition,
+    definition: client['RATE_LIMIT_SERVICE_DEFINITION'] as grpc.ServiceDefinition,
   };
 }
 

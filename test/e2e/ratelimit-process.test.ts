@@ -10,7 +10,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import type { RateLimitRequest, RateLimitResponse } from '../../control-plane/src/proto/codec.ts';
-import { RATE_LIMIT_SERVICE_DEFINITION } from '../../control-plane/src/ratelimit/server.ts';
+import { RATE_LIMIT_SERVICE_DEFINITION } from '../../control-plane/src/ratelimit/client.ts';
 import { sleep } from '../helpers/net.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 

@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { repoRoot } from '../../control-plane/src/config/env.ts';
 import type { RateLimitPeriod, RateLimitPolicyInput } from '../../control-plane/src/model/index.ts';
 import { decode, type RateLimitResponse } from '../../control-plane/src/proto/codec.ts';
-import { RATE_LIMIT_SERVICE_DEFINITION } from '../../control-plane/src/ratelimit/server.ts';
+import { RATE_LIMIT_SERVICE_DEFINITION } from '../../control-plane/src/ratelimit/client.ts';
 import { translate } from '../../control-plane/src/translate/index.ts';
 import { SnapshotCache } from '../../control-plane/src/xds/cache.ts';
 import { NodeRegistry } from '../../control-plane/src/xds/registry.ts';

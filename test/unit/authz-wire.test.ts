@@ -1,16 +1,22 @@
 // The lean CheckRequest decoder (authz/wire.ts) against protobufjs's full decode
 // of the same bytes: on every generated CheckRequest they must agree on all the
 // service reads (the headers decide() reads, the path, the route's
-// context_extensions), whatever else the request carries.
+// context_extensions), whatever else the request carries. And the field-by-field
+// CheckResponse writer against protobufjs's full encoder: the same bytes on every
+// response response.ts can build and on generated ones with every field it writes.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
-import { readsHeader } from '../../control-plane/src/authz/decide.ts';
-import { decodeCheckRequest, type WireCheckRequest } from '../../control-plane/src/authz/wire.ts';
+import { readsHeader, type Decision } from '../../control-plane/src/authz/decide.ts';
+import type { AuthFailure } from '../../control-plane/src/authz/failure.ts';
+import { checkResponse, deniedResponse } from '../../control-plane/src/authz/response.ts';
+import { decodeCheckRequest, encodeCheckResponse, type WireCheckRequest } from '../../control-plane/src/authz/wire.ts';
+import type { CheckResponse } from '../../control-plane/src/proto/codec.ts';
 import { messageType } from '../../control-plane/src/proto/envoy.ts';
 
 const requestType = messageType('envoy.service.auth.v3.CheckRequest');
+const responseType = messageType('envoy.service.auth.v3.CheckResponse');
 
 /** What AuthzService.check reads of a request, in the same expressions it uses. */
 function serviceView(request: WireCheckRequest | null | undefined) {
@@ -116,5 +122,132 @@ describe('authz wire: the lean CheckRequest decoder', () => {
     // field after the entry (tag, length, 41 bytes), which it would swallow silently.
     const overrun = withHeaderEntry((e) => e.uint32((1 << 3) | 2).uint32(46).uint32(0x61).uint32(0x62).uint32(0x63), `/${'a'.repeat(40)}`);
     assert.throws(() => decodeCheckRequest(overrun), RangeError);
+  });
+});
+
+// ---- CheckResponse ------------------------------------------------------------------
+
+function fullEncode(response: CheckResponse): Buffer {
+  return Buffer.from(responseType.encode(responseType.fromObject(response as Record<string, unknown>)).finish());
+}
+
+function assertSameBytes(response: CheckResponse): void {
+  assert.deepEqual(Buffer.from(encodeCheckResponse(response)), fullEncode(response));
+}
+
+/** Header names and values as a client or a claim could make them: non-ASCII, empty, odd. */
+const headerText = fc.oneof(text, fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/), fc.constantFrom('', 'x-sluice-consumer', 'Ünïcödé', '\u{1F600}', 'a\u0000b'));
+const pairs = fc.array(fc.tuple(headerText, headerText), { maxLength: 6 });
+const names = fc.array(headerText, { maxLength: 6 });
+
+const failure: fc.Arbitrary<AuthFailure> = fc.record(
+  {
+    status: fc.constantFrom<AuthFailure['status']>(400, 401, 403),
+    error: fc.constantFrom<NonNullable<AuthFailure['error']>>('invalid_request', 'invalid_token', 'insufficient_scope'),
+    description: text,
+    reason: text,
+    scope: text,
+  },
+  { requiredKeys: ['status', 'description', 'reason'] },
+);
+
+const decision: fc.Arbitrary<Decision> = fc.oneof(
+  fc.record({
+    allow: fc.constant(true as const),
+    identity: fc.record(
+      { mode: fc.constantFrom<'jwt' | 'api_key'>('jwt', 'api_key'), consumer: headerText, credential: headerText, scopes: names },
+      { requiredKeys: ['mode', 'scopes'] },
+    ),
+    setHeaders: pairs,
+    removeHeaders: names,
+    removeQuery: names,
+    reason: text,
+  }),
+  fc.record({ allow: fc.constant(false as const), failure }),
+);
+
+const int32 = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
+const headerOption = fc.record(
+  {
+    header: fc.record({ key: headerText, value: headerText, raw_value: fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b)) }, { requiredKeys: [] }),
+    append: fc.record({ value: fc.boolean() }, { requiredKeys: [] }),
+    append_action: fc.constantFrom('APPEND_IF_EXISTS_OR_ADD', 'ADD_IF_ABSENT', 'OVERWRITE_IF_EXISTS_OR_ADD', 'OVERWRITE_IF_EXISTS', 0, 1, 2, 3),
+    keep_empty_value: fc.boolean(),
+  },
+  { requiredKeys: [] },
+);
+const headerOptions = fc.array(headerOption, { maxLength: 4 });
+
+/** google.protobuf.Struct, nested a little (protobufjs's camelCase Value fields). */
+const { struct } = fc.letrec<{ struct: Record<string, unknown>; value: Record<string, unknown> }>((tie) => ({
+  struct: fc.record({ fields: fc.dictionary(headerText, tie('value'), { maxKeys: 4 }) }, { requiredKeys: [] }),
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.record({ stringValue: headerText }),
+    fc.record({ numberValue: fc.double() }),
+    fc.record({ boolValue: fc.boolean() }),
+    fc.record({ nullValue: fc.constantFrom('NULL_VALUE', 0) }),
+    fc.record({ structValue: tie('struct') }),
+    fc.record({ listValue: fc.record({ values: fc.array(tie('value'), { maxLength: 3 }) }, { requiredKeys: [] }) }),
+  ),
+}));
+
+/** Every field the lean writer writes, each possibly absent. */
+const anyResponse = fc.record(
+  {
+    status: fc.record({ code: int32, message: text }, { requiredKeys: [] }),
+    denied_response: fc.record(
+      { status: fc.record({ code: fc.integer({ min: 0, max: 599 }) }, { requiredKeys: [] }), headers: headerOptions, body: text },
+      { requiredKeys: [] },
+    ),
+    ok_response: fc.record(
+      {
+        headers: headerOptions,
+        dynamic_metadata: struct,
+        headers_to_remove: names,
+        response_headers_to_add: headerOptions,
+        query_parameters_to_set: fc.array(fc.record({ key: headerText, value: headerText }, { requiredKeys: [] }), { maxLength: 3 }),
+        query_parameters_to_remove: names,
+      },
+      { requiredKeys: [] },
+    ),
+    dynamic_metadata: struct,
+  },
+  { requiredKeys: [] },
+) as fc.Arbitrary<CheckResponse>;
+
+describe('authz wire: the lean CheckResponse writer', () => {
+  it('writes the bytes the full encoder writes for every response response.ts builds (fast-check, 1,000 decisions)', () => {
+    fc.assert(
+      fc.property(decision, (d) => assertSameBytes(checkResponse(d))),
+      { numRuns: 1_000, seed: 4_242 },
+    );
+    fc.assert(
+      fc.property(failure, (f) => assertSameBytes(deniedResponse(f))),
+      { numRuns: 300, seed: 4_243 },
+    );
+  });
+
+  it('writes the bytes the full encoder writes for generated responses with every field it writes (fast-check, 1,000 responses)', () => {
+    fc.assert(
+      fc.property(anyResponse, (response) => assertSameBytes(response)),
+      { numRuns: 1_000, seed: 4_244 },
+    );
+  });
+
+  it('writes set-but-empty values and the service\'s 503 as the full encoder does', () => {
+    assertSameBytes({});
+    assertSameBytes({ status: {}, ok_response: {}, dynamic_metadata: {} });
+    assertSameBytes({ status: { code: 0, message: '' }, ok_response: { headers: [], headers_to_remove: [''], dynamic_metadata: { fields: {} } } });
+    assertSameBytes({
+      status: { code: 14, message: 'no_state' },
+      denied_response: { status: { code: 503 }, headers: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }], body: '{"error":"unavailable"}' },
+    });
+  });
+
+  it('refuses what it does not write instead of writing something else', () => {
+    assert.throws(() => encodeCheckResponse({ status: { code: 0, details: [{ type_url: 'type.googleapis.com/x', value: Buffer.from('') }] } }), TypeError);
+    assert.throws(() => encodeCheckResponse({ denied_response: { status: { code: 'Unauthorized' } } }), TypeError);
+    assert.throws(() => encodeCheckResponse({ ok_response: { headers: [{ header: { key: 'a', raw_value: 'YQ==' } }] } }), TypeError);
   });
 });

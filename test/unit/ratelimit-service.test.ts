@@ -10,7 +10,8 @@ import type { RateLimitRequest, RateLimitResponse } from '../../control-plane/sr
 import { IoredisRunner } from '../../control-plane/src/ratelimit/ioredis-runner.ts';
 import { MemoryCounterStore } from '../../control-plane/src/ratelimit/memory-store.ts';
 import { RedisCounterStore } from '../../control-plane/src/ratelimit/redis-store.ts';
-import { RATE_LIMIT_SERVICE_DEFINITION, RateLimitServer } from '../../control-plane/src/ratelimit/server.ts';
+import { RATE_LIMIT_SERVICE_DEFINITION } from '../../control-plane/src/ratelimit/client.ts';
+import { RateLimitServer } from '../../control-plane/src/ratelimit/server.ts';
 import { RateLimitService, type RateLimitLog } from '../../control-plane/src/ratelimit/service.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 import { sleep } from '../helpers/net.ts';

@@ -1,6 +1,7 @@
 // The decision for one request: which credential it carries, whether the route
 // accepts it, who it identifies, and which headers go upstream.
-import { AUTHZ_CONTEXT, AUTHZ_SET_HEADERS, CREDENTIAL_HEADERS, IDENTITY_HEADERS, authzReadsHeader, claimHeaders, isIdentityHeader, type JwtProvider } from '../model/index.ts';
+import { AUTHZ_CONTEXT, AUTHZ_SET_HEADERS, CREDENTIAL_HEADERS, IDENTITY_HEADERS, authzReadsHeader, claimHeaders, isIdentityHeader } from '../model/contract.ts';
+import type { JwtProvider } from '../model/index.ts';
 import { hashPresentedKey, isWellFormedApiKey, looksLikeApiKey, sameHash } from './api-keys.ts';
 import { insufficientScope, invalidRequest, invalidToken, misconfigured, missingCredential, type AuthFailure } from './failure.ts';
 import type { KeySources } from './jwks.ts';

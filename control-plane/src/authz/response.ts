@@ -1,6 +1,6 @@
 // Decision -> envoy.service.auth.v3.CheckResponse. (google.protobuf.Value keeps
 // protobufjs's camelCase field names: it comes from protobufjs's bundled descriptor.)
-import { AUTHZ_METADATA_CONSUMER } from '../model/index.ts';
+import { AUTHZ_METADATA_CONSUMER } from '../model/contract.ts';
 import type { CheckResponse } from '../proto/codec.ts';
 import type { Decision, Identity } from './decide.ts';
 import { failureBody, wwwAuthenticate, type AuthFailure } from './failure.ts';

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import { GrpcError, UnaryGrpcServer } from '../grpc/unary-server.ts';
 import { GrpcStatus } from '../grpc/framing.ts';
-import { AUTHZ_CONTEXT } from '../model/index.ts';
+import { AUTHZ_CONTEXT } from '../model/contract.ts';
 import type { CheckResponse } from '../proto/codec.ts';
 import { decide } from './decide.ts';
 import { DEFAULT_JWKS_SETTINGS, KeySources, type JwksSettings } from './jwks.ts';

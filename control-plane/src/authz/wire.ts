@@ -1,11 +1,11 @@
-// The Authorization service's gRPC method. Requests are read with a lean walk
-// over the protobuf bytes that keeps only what the service reads; responses are
-// encoded with the protobufjs codec (the loaded Envoy API the rest of the control
-// plane uses).
-import type { MethodDefinition } from '@grpc/grpc-js';
+// The Authorization service's messages on the wire. Requests are read with a lean
+// walk over the protobuf bytes that keeps only what the service reads; responses
+// are written field by field. Both use protobufjs' Reader/Writer only: the loaded
+// Envoy API (proto/envoy.ts) is the bulk of a heap, and the request-path worker
+// never loads it (test/unit/request-path-imports.test.ts). grpc-js clients' method
+// definition is in client.ts.
 import protobuf from 'protobufjs';
-import { DECODE_OPTIONS, type CheckResponse } from '../proto/codec.ts';
-import { messageType } from '../proto/envoy.ts';
+import type { CheckResponse } from '../proto/codec.ts';
 import { readsHeader } from './decide.ts';
 
 /**
@@ -127,26 +127,166 @@ export function decodeCheckRequest(bytes: Uint8Array): WireCheckRequest {
   return request;
 }
 
-const requestType = messageType('envoy.service.auth.v3.CheckRequest');
-const responseType = messageType('envoy.service.auth.v3.CheckResponse');
-
 /** The method's HTTP/2 path. */
 export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
-/** A CheckResponse's bytes. Responses come only from response.ts, typed as CheckResponse, so codec.ts's unknown-field walk (a guard for hand-written xDS config) is skipped. */
-export function encodeCheckResponse(response: CheckResponse): Uint8Array {
-  return responseType.encode(responseType.fromObject(response as Record<string, unknown>)).finish();
+// ---- CheckResponse, written field by field --------------------------------------
+// Field numbers from envoy/service/auth/v3/external_auth.proto and the messages it
+// uses (config/core/v3/base.proto, type/v3/http_status.proto, google/rpc/status.proto,
+// google/protobuf/struct.proto and wrappers.proto). Fields go out in number order,
+// set-but-default values included, as protobufjs' encoder writes them:
+// authz-wire.test.ts holds the bytes equal to its output on generated responses.
+
+const VARINT = 0;
+const FIXED64 = 1;
+
+const tag = (field: number, wireType: number) => (field << 3) | wireType;
+
+type HeaderOption = NonNullable<NonNullable<CheckResponse['ok_response']>['headers']>[number];
+type Struct = NonNullable<CheckResponse['dynamic_metadata']>;
+type Value = NonNullable<Struct['fields']>[string];
+type QueryParameter = NonNullable<NonNullable<CheckResponse['ok_response']>['query_parameters_to_set']>[number];
+
+const APPEND_ACTIONS: Readonly<Record<string, number>> = { APPEND_IF_EXISTS_OR_ADD: 0, ADD_IF_ABSENT: 1, OVERWRITE_IF_EXISTS_OR_ADD: 2, OVERWRITE_IF_EXISTS: 3 };
+const NULL_VALUES: Readonly<Record<string, number>> = { NULL_VALUE: 0 };
+
+/** A value the writer has no encoding for: a programming error in response.ts, never sent as different bytes. */
+function unwritable(what: string): never {
+  throw new TypeError(`CheckResponse: ${what} is not written by the lean encoder`);
 }
 
-/** The method for grpc-js clients (tests, benches); the service itself is served by grpc/unary-server.ts. */
-export const CHECK_METHOD: MethodDefinition<WireCheckRequest, CheckResponse> = {
-  path: CHECK_PATH,
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: (message) => Buffer.from(requestType.encode(requestType.fromObject(message as Record<string, unknown>)).finish()),
-  requestDeserialize: decodeCheckRequest,
-  responseSerialize: (message) => Buffer.from(encodeCheckResponse(message)),
-  responseDeserialize: (bytes) => responseType.toObject(responseType.decode(bytes), DECODE_OPTIONS) as CheckResponse,
-};
+function enumNumber(values: Readonly<Record<string, number>>, value: string | number, what: string): number {
+  if (typeof value === 'number') return value;
+  return values[value] ?? unwritable(`${what} '${value}'`);
+}
 
-export const AUTHORIZATION_SERVICE = { Check: CHECK_METHOD };
+/** A nested message under `field`: its bytes are written by `write`, then length-prefixed. */
+function nested(writer: protobuf.Writer, field: number, write: () => void): void {
+  writer.uint32(tag(field, LENGTH_DELIMITED)).fork();
+  write();
+  writer.ldelim();
+}
+
+function writeString(writer: protobuf.Writer, field: number, value: string | null | undefined): void {
+  if (value != null) writer.uint32(tag(field, LENGTH_DELIMITED)).string(value);
+}
+
+function writeStrings(writer: protobuf.Writer, field: number, values: readonly string[] | null | undefined): void {
+  if (values) for (const value of values) writer.uint32(tag(field, LENGTH_DELIMITED)).string(value);
+}
+
+/** google.protobuf.Value { NullValue null_value = 1; double number_value = 2; string string_value = 3; bool bool_value = 4; Struct struct_value = 5; ListValue list_value = 6 } */
+function writeValue(writer: protobuf.Writer, value: Value): void {
+  if (value.nullValue != null) writer.uint32(tag(1, VARINT)).int32(enumNumber(NULL_VALUES, value.nullValue, 'nullValue'));
+  if (value.numberValue != null) writer.uint32(tag(2, FIXED64)).double(Number(value.numberValue));
+  writeString(writer, 3, value.stringValue);
+  if (value.boolValue != null) writer.uint32(tag(4, VARINT)).bool(value.boolValue);
+  const struct = value.structValue;
+  if (struct != null) nested(writer, 5, () => writeStruct(writer, struct));
+  const list = value.listValue;
+  // ListValue { repeated Value values = 1 }
+  if (list != null) nested(writer, 6, () => list.values?.forEach((item) => nested(writer, 1, () => writeValue(writer, item))));
+}
+
+/** google.protobuf.Struct { map<string, Value> fields = 1 }: each entry a { key = 1, value = 2 } message. */
+function writeStruct(writer: protobuf.Writer, struct: Struct): void {
+  const fields = struct.fields;
+  if (fields == null) return;
+  for (const key of Object.keys(fields)) {
+    nested(writer, 1, () => {
+      writer.uint32(tag(1, LENGTH_DELIMITED)).string(key);
+      nested(writer, 2, () => writeValue(writer, fields[key]!));
+    });
+  }
+}
+
+/** HeaderValueOption { HeaderValue header = 1; BoolValue append = 2; HeaderAppendAction append_action = 3; bool keep_empty_value = 4 } */
+function writeHeaderOption(writer: protobuf.Writer, option: HeaderOption): void {
+  const header = option.header;
+  if (header != null) {
+    // HeaderValue { string key = 1; string value = 2; bytes raw_value = 3 }
+    nested(writer, 1, () => {
+      writeString(writer, 1, header.key);
+      writeString(writer, 2, header.value);
+      if (header.raw_value != null) {
+        // (protobufjs would read a string here as base64; the service never sends one.)
+        if (typeof header.raw_value === 'string') unwritable('a string raw_value');
+        writer.uint32(tag(3, LENGTH_DELIMITED)).bytes(header.raw_value);
+      }
+    });
+  }
+  const append = option.append;
+  // BoolValue { bool value = 1 }
+  if (append != null) {
+    nested(writer, 2, () => {
+      if (append.value != null) writer.uint32(tag(1, VARINT)).bool(append.value);
+    });
+  }
+  if (option.append_action != null) writer.uint32(tag(3, VARINT)).int32(enumNumber(APPEND_ACTIONS, option.append_action, 'append_action'));
+  if (option.keep_empty_value != null) writer.uint32(tag(4, VARINT)).bool(option.keep_empty_value);
+}
+
+function writeHeaderOptions(writer: protobuf.Writer, field: number, options: readonly HeaderOption[] | null | undefined): void {
+  if (options) for (const option of options) nested(writer, field, () => writeHeaderOption(writer, option));
+}
+
+/** QueryParameter { string key = 1; string value = 2 } */
+function writeQueryParameter(writer: protobuf.Writer, parameter: QueryParameter): void {
+  writeString(writer, 1, parameter.key);
+  writeString(writer, 2, parameter.value);
+}
+
+/**
+ * A CheckResponse's bytes: CheckResponse { google.rpc.Status status = 1;
+ * DeniedHttpResponse denied_response = 2; OkHttpResponse ok_response = 3;
+ * Struct dynamic_metadata = 4 }. Written with protobufjs' Writer alone: the
+ * registry of the Envoy API (proto/envoy.ts) is not loaded on the request path.
+ * Throws on what the service never sends (status details, HTTP status names).
+ */
+export function encodeCheckResponse(response: CheckResponse): Uint8Array {
+  const writer = protobuf.Writer.create();
+  const status = response.status;
+  if (status != null) {
+    // google.rpc.Status { int32 code = 1; string message = 2; repeated Any details = 3 }
+    if (status.details?.length) unwritable('status.details');
+    nested(writer, 1, () => {
+      if (status.code != null) writer.uint32(tag(1, VARINT)).int32(status.code);
+      writeString(writer, 2, status.message);
+    });
+  }
+  const denied = response.denied_response;
+  if (denied != null) {
+    // DeniedHttpResponse { HttpStatus status = 1; repeated HeaderValueOption headers = 2; string body = 3 }
+    nested(writer, 2, () => {
+      const httpStatus = denied.status;
+      // HttpStatus { StatusCode code = 1 }: the service sends the number.
+      if (httpStatus != null) {
+        nested(writer, 1, () => {
+          if (httpStatus.code == null) return;
+          if (typeof httpStatus.code !== 'number') unwritable(`HTTP status '${httpStatus.code}'`);
+          writer.uint32(tag(1, VARINT)).int32(httpStatus.code);
+        });
+      }
+      writeHeaderOptions(writer, 2, denied.headers);
+      writeString(writer, 3, denied.body);
+    });
+  }
+  const ok = response.ok_response;
+  if (ok != null) {
+    // OkHttpResponse { repeated HeaderValueOption headers = 2; Struct dynamic_metadata = 3;
+    //   repeated string headers_to_remove = 5; repeated HeaderValueOption response_headers_to_add = 6;
+    //   repeated QueryParameter query_parameters_to_set = 7; repeated string query_parameters_to_remove = 8 }
+    nested(writer, 3, () => {
+      writeHeaderOptions(writer, 2, ok.headers);
+      const metadata = ok.dynamic_metadata;
+      if (metadata != null) nested(writer, 3, () => writeStruct(writer, metadata));
+      writeStrings(writer, 5, ok.headers_to_remove);
+      writeHeaderOptions(writer, 6, ok.response_headers_to_add);
+      ok.query_parameters_to_set?.forEach((parameter) => nested(writer, 7, () => writeQueryParameter(writer, parameter)));
+      writeStrings(writer, 8, ok.query_parameters_to_remove);
+    });
+  }
+  const metadata = response.dynamic_metadata;
+  if (metadata != null) nested(writer, 4, () => writeStruct(writer, metadata));
+  return writer.finish();
+}

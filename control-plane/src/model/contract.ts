@@ -2,6 +2,8 @@
 // services Envoy calls: authz/ reads the ext_authz context extensions and sets the
 // identity headers and dynamic metadata; ratelimit/ reads the descriptors. Keeping
 // them here (model/ is importable by all three) makes the contract one definition.
+// This file imports nothing (no zod): the request-path worker loads it without
+// the schemas (test/unit/request-path-imports.test.ts).
 
 /** The headers the authz service sets on an authenticated request, by meaning. */
 export const AUTHZ_SET_HEADERS = {
@@ -85,3 +87,19 @@ export const RATELIMIT_DESCRIPTOR = {
   /** Consumer value when the request is not authenticated. */
   anonymousConsumer: 'anonymous',
 } as const;
+
+/** Headers the authz service sets from a provider's claims (also stripped from client requests). */
+export function claimHeaders(provider: { readonly claims_to_headers: readonly { readonly header: string }[] }): string[] {
+  return provider.claims_to_headers.map((entry) => entry.header);
+}
+
+/** A rate-limit policy's periods (RateLimitPolicy.limit.per). */
+export const RATE_LIMIT_PERIODS = ['second', 'minute', 'hour', 'day'] as const;
+export type RateLimitPeriod = (typeof RATE_LIMIT_PERIODS)[number];
+
+export const PERIOD_SECONDS: Readonly<Record<RateLimitPeriod, number>> = {
+  second: 1,
+  minute: 60,
+  hour: 3_600,
+  day: 86_400,
+};

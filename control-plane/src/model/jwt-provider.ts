@@ -67,7 +67,4 @@ export const JwtProviderSchema = z
 export type JwtProvider = z.infer<typeof JwtProviderSchema>;
 export type JwtProviderInput = z.input<typeof JwtProviderSchema>;
 
-/** Headers the authz service sets from claims (also stripped from client requests). */
-export function claimHeaders(provider: JwtProvider): string[] {
-  return provider.claims_to_headers.map((entry) => entry.header);
-}
+// claimHeaders(provider) lives in contract.ts (zod-free: the authz service reads it).

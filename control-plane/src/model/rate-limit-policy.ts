@@ -1,6 +1,7 @@
 // RateLimitPolicy: how many requests per period, counted per which key.
 import { z } from 'zod';
 import { HeaderNameSchema, NameSchema, safeText } from './common.ts';
+import { RATE_LIMIT_PERIODS } from './contract.ts';
 
 /** One dimension of a rate-limit key. */
 export const RateLimitKeyPartSchema = z.union([
@@ -8,15 +9,7 @@ export const RateLimitKeyPartSchema = z.union([
   z.object({ header: HeaderNameSchema }).strict(),
 ]);
 
-export const RATE_LIMIT_PERIODS = ['second', 'minute', 'hour', 'day'] as const;
-export type RateLimitPeriod = (typeof RATE_LIMIT_PERIODS)[number];
-
-export const PERIOD_SECONDS: Readonly<Record<RateLimitPeriod, number>> = {
-  second: 1,
-  minute: 60,
-  hour: 3_600,
-  day: 86_400,
-};
+// RATE_LIMIT_PERIODS and PERIOD_SECONDS live in contract.ts (zod-free: the rate-limit service reads them).
 
 export const RateLimitPolicySchema = z
   .object({

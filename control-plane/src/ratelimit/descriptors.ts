@@ -5,7 +5,8 @@
 // (Envoy may briefly run a revision ahead of or behind the service), is not
 // limited here.
 import { createHash } from 'node:crypto';
-import { PERIOD_SECONDS, RATELIMIT_DESCRIPTOR, type RateLimitPolicy } from '../model/index.ts';
+import { PERIOD_SECONDS, RATELIMIT_DESCRIPTOR } from '../model/contract.ts';
+import type { RateLimitPolicy } from '../model/index.ts';
 import type { RateLimitRequest } from '../proto/codec.ts';
 import type { CounterSpec } from './window.ts';
 

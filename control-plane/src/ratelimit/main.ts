@@ -1,8 +1,6 @@
-// The rate-limit service as one unit: store choice (Redis when a URL is given,
-// else memory: one replica only), service, gRPC server, and a State source.
-// startRateLimit() is what the composition root calls to run it in-process (with
-// a source it feeds from the change feed); run as a script, this file is the
-// service's own process, reading State from a JSON file it watches.
+// The rate-limit service as its own process, reading State from a JSON file it
+// watches (the in-process wiring, startRateLimit(), lives in run.ts and is
+// re-exported here).
 //
 //   SLUICE_STATE_FILE=state.json [REDIS_URL=redis://...] node --import tsx control-plane/src/ratelimit/main.ts
 import { readFile } from 'node:fs/promises';
@@ -10,41 +8,10 @@ import { unwatchFile, watchFile } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { parseState, type State } from '../model/index.ts';
-import { IoredisRunner } from './ioredis-runner.ts';
-import { MemoryCounterStore } from './memory-store.ts';
-import { RedisCounterStore } from './redis-store.ts';
-import { RateLimitServer } from './server.ts';
-import { RateLimitService, type RateLimitLog, type RateLimitState } from './service.ts';
-import type { CounterStore } from './store.ts';
+import { startRateLimit, type StateSource } from './run.ts';
+import type { RateLimitLog } from './service.ts';
 
-/** Where the service's State comes from: the composition root's feed, a file, a test. */
-export interface StateSource {
-  /** Calls `onState` with the current State (when there is one) and with every later one. */
-  start(onState: (state: RateLimitState) => void): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** A source the owner pushes States into (the in-process wiring: publisher -> push). */
-export class PushStateSource implements StateSource {
-  private listener: ((state: RateLimitState) => void) | undefined;
-  private latest: RateLimitState | undefined;
-
-  push(state: RateLimitState): void {
-    this.latest = state;
-    this.listener?.(state);
-  }
-
-  start(onState: (state: RateLimitState) => void): Promise<void> {
-    this.listener = onState;
-    if (this.latest) onState(this.latest);
-    return Promise.resolve();
-  }
-
-  close(): Promise<void> {
-    this.listener = undefined;
-    return Promise.resolve();
-  }
-}
+export { PushStateSource, startRateLimit, type RunningRateLimit, type StartRateLimitOptions, type StateSource } from './run.ts';
 
 /**
  * A State kept in a JSON file (what `GET /v1/state` style exports or a deploy tool
@@ -88,56 +55,6 @@ export class FileStateSource implements StateSource {
     unwatchFile(this.file);
     return Promise.resolve();
   }
-}
-
-export interface StartRateLimitOptions {
-  source: StateSource;
-  /** Counters in this Redis; without it, in memory (correct for one replica only). */
-  redisUrl?: string;
-  host: string;
-  /** 0 picks a free port. */
-  port: number;
-  domain: string;
-  log: RateLimitLog;
-  /** Longest wait for Redis (default: the service's); keep it under Envoy's RATELIMIT_TIMEOUT_MS. */
-  storeTimeoutMs?: number;
-}
-
-export interface RunningRateLimit {
-  port: number;
-  service: RateLimitService;
-  close(): Promise<void>;
-}
-
-export async function startRateLimit(options: StartRateLimitOptions): Promise<RunningRateLimit> {
-  const store = await openStore(options.redisUrl, options.log);
-  const service = new RateLimitService({
-    store,
-    domain: options.domain,
-    log: options.log,
-    ...(options.storeTimeoutMs !== undefined ? { storeTimeoutMs: options.storeTimeoutMs } : {}),
-  });
-  await options.source.start((state) => service.setState(state));
-  const server = new RateLimitServer(service);
-  const port = await server.listen(options.host, options.port);
-  options.log.info('rate-limit service listening', { host: options.host, port, domain: options.domain, store: options.redisUrl ? 'redis' : 'memory' });
-  return {
-    port,
-    service,
-    close: async () => {
-      await options.source.close();
-      await server.close();
-    },
-  };
-}
-
-async function openStore(redisUrl: string | undefined, log: RateLimitLog): Promise<CounterStore> {
-  if (!redisUrl) return new MemoryCounterStore();
-  const runner = new IoredisRunner(redisUrl);
-  // Redis being down at start is an outage like any other: the failure modes apply
-  // and the client keeps reconnecting.
-  if (!(await runner.connect())) log.error('Redis not reachable at start; policies follow their failure mode until it is', {});
-  return new RedisCounterStore(runner);
 }
 
 // ---- as its own process ---------------------------------------------------------

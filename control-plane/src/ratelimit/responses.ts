@@ -6,7 +6,8 @@
 // route; the service knows the exact remaining count and the time a slot frees,
 // and Envoy adds these headers to both allowed responses and the 429 it answers
 // itself. The 429's body (raw_body) is problem+json naming the policy.
-import { PERIOD_SECONDS, type RateLimitPolicy } from '../model/index.ts';
+import { PERIOD_SECONDS } from '../model/contract.ts';
+import type { RateLimitPolicy } from '../model/index.ts';
 import type { RateLimitRequest, RateLimitResponse } from '../proto/codec.ts';
 import type { PlannedCounter } from './descriptors.ts';
 import type { CounterVerdict, Decision } from './window.ts';

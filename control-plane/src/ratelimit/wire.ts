@@ -1,25 +1,107 @@
-// ShouldRateLimit responses on the wire, written field by field with protobufjs'
-// Writer instead of fromObject + the generated encoder: every decision encodes one
-// response, and the class path first builds a message object per status, limit,
-// duration and header only for the bytes to be written once. Measured on the bench
-// response (one status, three headers): ~5-7 µs -> ~2-3 µs per decision.
-// (A field-by-field request decoder was measured too and was no faster than the
-// generated decoder, ~1-1.5 µs either way, so requests are decoded by protobufjs.)
+// ShouldRateLimit messages on the wire, with protobufjs' Reader and Writer only:
+// the registry of the whole Envoy API (proto/envoy.ts) is most of a heap, and the
+// request-path worker never loads it (test/unit/request-path-imports.test.ts).
+// Responses are written field by field (the class path first built a message
+// object per status, limit, duration and header only for the bytes to be written
+// once: ~5-7 µs -> ~2-3 µs per decision on the bench response); requests are read
+// by a walk that keeps what the service reads. grpc-js clients' definition, on
+// the full codec, is in client.ts.
 //
-// Field numbers are envoy/service/ratelimit/v3/rls.proto's (and the messages it
-// uses); ratelimit-wire.test.ts holds the output byte for byte to the full
-// protobufjs encoder on generated responses. A response holding anything this
-// writer does not write (a field the service never sets) goes through the full
-// encoder instead.
+// Field numbers are envoy/service/ratelimit/v3/rls.proto's and
+// envoy/extensions/common/ratelimit/v3/ratelimit.proto's; ratelimit-wire.test.ts
+// holds both directions to the full protobufjs codec on generated messages.
 import protobuf from 'protobufjs';
 import type { RateLimitResponse } from '../proto/codec.ts';
-import { messageType } from '../proto/envoy.ts';
-
-const responseType = messageType('envoy.service.ratelimit.v3.RateLimitResponse');
 
 /** Protobuf wire types. */
 const VARINT = 0;
 const LENGTH_DELIMITED = 2;
+
+const tag = (field: number, wireType: number) => (field << 3) | wireType;
+
+// ---- requests ---------------------------------------------------------------------
+
+/**
+ * What the service reads of a RateLimitRequest { string domain = 1; repeated
+ * RateLimitDescriptor descriptors = 2; uint32 hits_addend = 3 }, unset fields at
+ * proto3's defaults as protobufjs' decode gives them. A descriptor's `limit`
+ * override (field 2) is not read: limits come from the State.
+ */
+export interface WireRateLimitRequest {
+  domain: string;
+  /** RateLimitDescriptor { repeated Entry entries = 1 }, Entry { string key = 1; string value = 2 }. */
+  descriptors: Array<{ entries: Array<{ key: string; value: string }> }>;
+  hits_addend: number;
+}
+
+/**
+ * Calls `visit` for each field of the message ending at `end`; a field `visit`
+ * does not take (returns false) is skipped by its wire type. A field whose wire
+ * type is not the one the proto declares is not Envoy's and is skipped too.
+ */
+function eachField(reader: protobuf.Reader, end: number, visit: (field: number, wireType: number) => boolean): void {
+  while (reader.pos < end) {
+    const key = reader.uint32();
+    const wireType = key & 7;
+    if (!visit(key >>> 3, wireType)) reader.skipType(wireType);
+  }
+  // A field that ran past its message's end would have read the next field's bytes.
+  if (reader.pos !== end) throw new RangeError('RateLimitRequest: a field runs past the end of its message');
+}
+
+/** The end position of the length-delimited field at the reader. */
+function fieldEnd(reader: protobuf.Reader): number {
+  const length = reader.uint32();
+  const end = reader.pos + length;
+  if (end > reader.len) throw new RangeError('RateLimitRequest: a field runs past the end of the message');
+  return end;
+}
+
+/** A string field's value; throws when it claims more bytes than are left (protobufjs' Buffer reader would cut it short silently). */
+function readString(reader: protobuf.Reader): string {
+  const start = reader.pos;
+  fieldEnd(reader);
+  reader.pos = start;
+  return reader.string();
+}
+
+function readEntry(reader: protobuf.Reader): { key: string; value: string } {
+  const entry = { key: '', value: '' };
+  eachField(reader, fieldEnd(reader), (field, wireType) => {
+    if (wireType !== LENGTH_DELIMITED) return false;
+    if (field === 1) entry.key = readString(reader);
+    else if (field === 2) entry.value = readString(reader);
+    else return false;
+    return true;
+  });
+  return entry;
+}
+
+function readDescriptor(reader: protobuf.Reader): { entries: Array<{ key: string; value: string }> } {
+  const entries: Array<{ key: string; value: string }> = [];
+  eachField(reader, fieldEnd(reader), (field, wireType) => {
+    if (field !== 1 || wireType !== LENGTH_DELIMITED) return false;
+    entries.push(readEntry(reader));
+    return true;
+  });
+  return { entries };
+}
+
+/** Reads a RateLimitRequest's bytes. Throws (RangeError) on truncated or overrunning input. */
+export function decodeRateLimitRequest(bytes: Uint8Array): WireRateLimitRequest {
+  const reader = protobuf.Reader.create(bytes);
+  const request: WireRateLimitRequest = { domain: '', descriptors: [], hits_addend: 0 };
+  eachField(reader, reader.len, (field, wireType) => {
+    if (field === 1 && wireType === LENGTH_DELIMITED) request.domain = readString(reader);
+    else if (field === 2 && wireType === LENGTH_DELIMITED) request.descriptors.push(readDescriptor(reader));
+    else if (field === 3 && wireType === VARINT) request.hits_addend = reader.uint32();
+    else return false;
+    return true;
+  });
+  return request;
+}
+
+// ---- responses --------------------------------------------------------------------
 
 const CODES: Readonly<Record<string, number>> = { UNKNOWN: 0, OK: 1, OVER_LIMIT: 2 };
 const UNITS: Readonly<Record<string, number>> = { UNKNOWN: 0, SECOND: 1, MINUTE: 2, HOUR: 3, DAY: 4, MONTH: 5, YEAR: 6 };
@@ -27,31 +109,35 @@ const UNITS: Readonly<Record<string, number>> = { UNKNOWN: 0, SECOND: 1, MINUTE:
 type Status = NonNullable<RateLimitResponse['statuses']>[number];
 type Header = NonNullable<RateLimitResponse['response_headers_to_add']>[number];
 
-/** The response's bytes: written directly when it has only what the service sets, else by the full codec. */
-export function encodeRateLimitResponse(response: RateLimitResponse): Buffer {
-  const lean = leanBytes(response);
-  return lean ?? Buffer.from(responseType.encode(responseType.fromObject(response as Record<string, unknown>)).finish());
+/** A value the writer has no encoding for: a programming error in the service, never sent as different bytes. */
+function unwritable(what: string): never {
+  throw new TypeError(`RateLimitResponse: ${what} is not written by the lean encoder`);
+}
+
+function enumNumber(values: Readonly<Record<string, number>>, value: string | number, what: string): number {
+  if (typeof value === 'number') return value;
+  return values[value] ?? unwritable(`${what} '${value}'`);
 }
 
 /**
  * RateLimitResponse { Code overall_code = 1; repeated DescriptorStatus statuses = 2;
  * repeated HeaderValue response_headers_to_add = 3; bytes raw_body = 5 }, fields in
- * number order like protobufjs writes them; undefined when the response holds
- * anything else (then the full codec writes it).
+ * number order (set-but-default values included) as protobufjs writes them.
+ * Throws on fields the service never sets (request_headers_to_add,
+ * dynamic_metadata, quotas, raw header values, a string raw_body).
  */
-function leanBytes(response: RateLimitResponse): Buffer | undefined {
-  if (response.request_headers_to_add?.length || response.dynamic_metadata || response.quota) return undefined;
+export function encodeRateLimitResponse(response: RateLimitResponse): Buffer {
+  if (response.request_headers_to_add?.length) unwritable('request_headers_to_add');
+  if (response.dynamic_metadata != null) unwritable('dynamic_metadata');
+  if (response.quota != null) unwritable('quota');
   const writer = protobuf.Writer.create();
-  if (response.overall_code != null) {
-    const code = enumValue(CODES, response.overall_code);
-    if (code === undefined) return undefined;
-    writer.uint32((1 << 3) | VARINT).int32(code);
-  }
-  for (const status of response.statuses ?? []) if (!writeStatus(writer.uint32((2 << 3) | LENGTH_DELIMITED).fork(), status)) return undefined;
-  for (const header of response.response_headers_to_add ?? []) if (!writeHeader(writer.uint32((3 << 3) | LENGTH_DELIMITED).fork(), header)) return undefined;
+  if (response.overall_code != null) writer.uint32(tag(1, VARINT)).int32(enumNumber(CODES, response.overall_code, 'overall_code'));
+  for (const status of response.statuses ?? []) writeStatus(writer.uint32(tag(2, LENGTH_DELIMITED)).fork(), status);
+  for (const header of response.response_headers_to_add ?? []) writeHeader(writer.uint32(tag(3, LENGTH_DELIMITED)).fork(), header);
   if (response.raw_body != null) {
-    if (typeof response.raw_body === 'string') return undefined; // (protobufjs reads a string here as base64)
-    writer.uint32((5 << 3) | LENGTH_DELIMITED).bytes(response.raw_body);
+    // (protobufjs reads a string here as base64; the service sends bytes.)
+    if (typeof response.raw_body === 'string') unwritable('a string raw_body');
+    writer.uint32(tag(5, LENGTH_DELIMITED)).bytes(response.raw_body);
   }
   const bytes = writer.finish();
   // (In Node, protobufjs' writer already returns a Buffer: no copy then.)
@@ -59,50 +145,34 @@ function leanBytes(response: RateLimitResponse): Buffer | undefined {
 }
 
 /** DescriptorStatus { Code code = 1; RateLimit current_limit = 2; uint32 limit_remaining = 3; Duration duration_until_reset = 4 }. */
-function writeStatus(writer: protobuf.Writer, status: Status): boolean {
-  if (status.quota) return false;
-  if (status.code != null) {
-    const code = enumValue(CODES, status.code);
-    if (code === undefined) return false;
-    writer.uint32((1 << 3) | VARINT).int32(code);
-  }
+function writeStatus(writer: protobuf.Writer, status: Status): void {
+  if (status.quota != null) unwritable('a status quota');
+  if (status.code != null) writer.uint32(tag(1, VARINT)).int32(enumNumber(CODES, status.code, 'code'));
   const limit = status.current_limit;
-  if (limit) {
-    writer.uint32((2 << 3) | LENGTH_DELIMITED).fork();
+  if (limit != null) {
+    writer.uint32(tag(2, LENGTH_DELIMITED)).fork();
     // RateLimit { uint32 requests_per_unit = 1; Unit unit = 2; string name = 3 }
-    if (limit.requests_per_unit != null) writer.uint32((1 << 3) | VARINT).uint32(limit.requests_per_unit);
-    if (limit.unit != null) {
-      const unit = enumValue(UNITS, limit.unit);
-      if (unit === undefined) return false;
-      writer.uint32((2 << 3) | VARINT).int32(unit);
-    }
-    if (limit.name != null) writer.uint32((3 << 3) | LENGTH_DELIMITED).string(limit.name);
+    if (limit.requests_per_unit != null) writer.uint32(tag(1, VARINT)).uint32(limit.requests_per_unit);
+    if (limit.unit != null) writer.uint32(tag(2, VARINT)).int32(enumNumber(UNITS, limit.unit, 'unit'));
+    if (limit.name != null) writer.uint32(tag(3, LENGTH_DELIMITED)).string(limit.name);
     writer.ldelim();
   }
-  if (status.limit_remaining != null) writer.uint32((3 << 3) | VARINT).uint32(status.limit_remaining);
+  if (status.limit_remaining != null) writer.uint32(tag(3, VARINT)).uint32(status.limit_remaining);
   const reset = status.duration_until_reset;
-  if (reset) {
-    // Duration { int64 seconds = 1; int32 nanos = 2 }
-    const seconds = typeof reset.seconds === 'string' ? Number(reset.seconds) : reset.seconds;
-    if (seconds != null && (typeof seconds !== 'number' || !Number.isSafeInteger(seconds))) return false;
-    writer.uint32((4 << 3) | LENGTH_DELIMITED).fork();
-    if (seconds != null) writer.uint32((1 << 3) | VARINT).int64(seconds);
-    if (reset.nanos != null) writer.uint32((2 << 3) | VARINT).int32(reset.nanos);
+  if (reset != null) {
+    // Duration { int64 seconds = 1; int32 nanos = 2 }; protobufjs' int64 takes the decimal string the service sends.
+    writer.uint32(tag(4, LENGTH_DELIMITED)).fork();
+    if (reset.seconds != null) writer.uint32(tag(1, VARINT)).int64(reset.seconds);
+    if (reset.nanos != null) writer.uint32(tag(2, VARINT)).int32(reset.nanos);
     writer.ldelim();
   }
   writer.ldelim();
-  return true;
 }
 
-/** HeaderValue { string key = 1; string value = 2 } (raw_value, 3, is left to the full codec). */
-function writeHeader(writer: protobuf.Writer, header: Header): boolean {
-  if (header.raw_value != null) return false;
-  if (header.key != null) writer.uint32((1 << 3) | LENGTH_DELIMITED).string(header.key);
-  if (header.value != null) writer.uint32((2 << 3) | LENGTH_DELIMITED).string(header.value);
+/** HeaderValue { string key = 1; string value = 2; bytes raw_value = 3 } (the service sets key and value). */
+function writeHeader(writer: protobuf.Writer, header: Header): void {
+  if (header.raw_value != null) unwritable('a header raw_value');
+  if (header.key != null) writer.uint32(tag(1, LENGTH_DELIMITED)).string(header.key);
+  if (header.value != null) writer.uint32(tag(2, LENGTH_DELIMITED)).string(header.value);
   writer.ldelim();
-  return true;
-}
-
-function enumValue(values: Readonly<Record<string, number>>, value: string | number): number | undefined {
-  return typeof value === 'number' ? value : values[value];
 }

@@ -5,7 +5,7 @@
 // generation keeps collector pauses short (see host.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuthzService } from '../authz/service.ts';
-import { PushStateSource, startRateLimit } from '../ratelimit/main.ts';
+import { PushStateSource, startRateLimit } from '../ratelimit/run.ts';
 import type { FromWorker, LogLevel, RequestPathSettings, ToWorker } from './protocol.ts';
 
 if (!parentPort) throw new Error('request-path/worker.ts runs as a worker thread (started by request-path/host.ts)');
