@@ -18,11 +18,10 @@ export interface IoredisRunnerOptions {
    * write (ioredis' auto-pipelining). Off by default: it saves Redis CPU only when
    * several decisions start in one event-loop turn (16 in flight, closed loop:
    * ~46 -> ~25 µs per decision; at the bench's open-loop rates no difference), and
-   * its per-pipeline objects outlive the
-   * young generation, so the service promoted ~4.4 KB per decision instead of
-   * ~1.1 KB (sampled with V8's heap profiler at 1,000 decisions/s) and paid a
-   * major collection every ~2 s instead of every ~15 s: those pauses were the
-   * service's p99 (bench/RESULTS.md).
+   * its per-pipeline objects outlive the young generation: the service promoted
+   * ~4.4 KB per decision instead of ~1.1 KB (V8's heap profiler, 1,000 decisions/s)
+   * and paid a major collection every ~2 s instead of every ~15 s, pauses that
+   * were the service's p99 (bench/RESULTS.md).
    */
   autoPipelining?: boolean;
 }
