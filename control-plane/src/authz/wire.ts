@@ -6,6 +6,7 @@
 // definition is in client.ts.
 import protobuf from 'protobufjs';
 import type { CheckResponse } from '../proto/codec.ts';
+import { eachField, fieldEnd, readString, WIRE_TYPE } from '../proto/walk.ts';
 import { readsHeader } from './decide.ts';
 
 /**
@@ -30,40 +31,26 @@ const FIELD = {
   mapKey: 1,
   mapValue: 2,
 } as const;
-const LENGTH_DELIMITED = 2;
+const LENGTH_DELIMITED = WIRE_TYPE.lengthDelimited;
+const MESSAGE = 'CheckRequest';
 
 /**
- * Calls `visit` for each field of the message ending at `end`; a field `visit`
- * does not take (returns false) is skipped. Only length-delimited fields are
- * offered: every field the service reads is one, and a field of another wire
- * type under a known number is not Envoy's and is skipped.
+ * Calls `visit` for each length-delimited field of the message ending at `end`:
+ * every field the service reads is one, and a field of another wire type under a
+ * known number is not Envoy's and is skipped.
  */
-function eachField(reader: protobuf.Reader, end: number, visit: (field: number) => boolean): void {
-  while (reader.pos < end) {
-    const tag = reader.uint32();
-    const wireType = tag & 7;
-    if (wireType !== LENGTH_DELIMITED || !visit(tag >>> 3)) reader.skipType(wireType);
-  }
-  // A field that ran past its message's end would have read the next field's bytes.
-  if (reader.pos !== end) throw new RangeError('CheckRequest: a field runs past the end of its message');
-}
-
-/** The end position of the length-delimited field at the reader. */
-function fieldEnd(reader: protobuf.Reader): number {
-  const length = reader.uint32();
-  const end = reader.pos + length;
-  if (end > reader.len) throw new RangeError('CheckRequest: a field runs past the end of the message');
-  return end;
+function eachLengthDelimited(reader: protobuf.Reader, end: number, visit: (field: number) => boolean): void {
+  eachField(reader, end, MESSAGE, (field, wireType) => wireType === LENGTH_DELIMITED && visit(field));
 }
 
 /** One map<string, string> entry into `into`; a value is decoded only when `keep` wants its key. */
 function readMapEntry(reader: protobuf.Reader, into: Record<string, string>, keep: (key: string) => boolean): void {
-  const end = fieldEnd(reader);
+  const end = fieldEnd(reader, MESSAGE);
   let key = '';
   let value = '';
   let valueAt = -1;
-  eachField(reader, end, (field) => {
-    if (field === FIELD.mapKey) key = reader.string();
+  eachLengthDelimited(reader, end, (field) => {
+    if (field === FIELD.mapKey) key = readString(reader, MESSAGE);
     else if (field === FIELD.mapValue) {
       valueAt = reader.pos; // read after the key is known (the key may come second)
       reader.skip(reader.uint32());
@@ -73,7 +60,7 @@ function readMapEntry(reader: protobuf.Reader, into: Record<string, string>, kee
   if (!keep(key)) return;
   if (valueAt >= 0) {
     reader.pos = valueAt;
-    value = reader.string();
+    value = readString(reader, MESSAGE);
     reader.pos = end;
   }
   into[key] = value;
@@ -82,16 +69,16 @@ function readMapEntry(reader: protobuf.Reader, into: Record<string, string>, kee
 const everyKey = () => true;
 
 function readHttp(reader: protobuf.Reader, http: NonNullable<NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>['http']>): void {
-  eachField(reader, fieldEnd(reader), (field) => {
+  eachLengthDelimited(reader, fieldEnd(reader, MESSAGE), (field) => {
     if (field === FIELD.httpHeaders) readMapEntry(reader, (http.headers ??= Object.create(null) as Record<string, string>), readsHeader);
-    else if (field === FIELD.httpPath) http.path = reader.string();
+    else if (field === FIELD.httpPath) http.path = readString(reader, MESSAGE);
     else return false;
     return true;
   });
 }
 
 function readRequest(reader: protobuf.Reader, request: NonNullable<NonNullable<WireCheckRequest['attributes']>['request']>): void {
-  eachField(reader, fieldEnd(reader), (field) => {
+  eachLengthDelimited(reader, fieldEnd(reader, MESSAGE), (field) => {
     if (field !== FIELD.requestHttp) return false;
     readHttp(reader, (request.http ??= { path: '' }));
     return true;
@@ -99,7 +86,7 @@ function readRequest(reader: protobuf.Reader, request: NonNullable<NonNullable<W
 }
 
 function readAttributes(reader: protobuf.Reader, attributes: NonNullable<WireCheckRequest['attributes']>): void {
-  eachField(reader, fieldEnd(reader), (field) => {
+  eachLengthDelimited(reader, fieldEnd(reader, MESSAGE), (field) => {
     if (field === FIELD.attributesRequest) readRequest(reader, (attributes.request ??= {}));
     else if (field === FIELD.attributesContextExtensions) readMapEntry(reader, (attributes.context_extensions ??= Object.create(null) as Record<string, string>), everyKey);
     else return false;
@@ -119,7 +106,7 @@ function readAttributes(reader: protobuf.Reader, attributes: NonNullable<WireChe
 export function decodeCheckRequest(bytes: Uint8Array): WireCheckRequest {
   const reader = protobuf.Reader.create(bytes);
   const request: WireCheckRequest = {};
-  eachField(reader, reader.len, (field) => {
+  eachLengthDelimited(reader, reader.len, (field) => {
     if (field !== FIELD.checkRequestAttributes) return false;
     readAttributes(reader, (request.attributes ??= {}));
     return true;

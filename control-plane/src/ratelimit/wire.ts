@@ -12,6 +12,7 @@
 // holds both directions to the full protobufjs codec on generated messages.
 import protobuf from 'protobufjs';
 import type { RateLimitResponse } from '../proto/codec.ts';
+import { eachField, fieldEnd, readString } from '../proto/walk.ts';
 
 /** Protobuf wire types. */
 const VARINT = 0;
@@ -34,43 +35,14 @@ export interface WireRateLimitRequest {
   hits_addend: number;
 }
 
-/**
- * Calls `visit` for each field of the message ending at `end`; a field `visit`
- * does not take (returns false) is skipped by its wire type. A field whose wire
- * type is not the one the proto declares is not Envoy's and is skipped too.
- */
-function eachField(reader: protobuf.Reader, end: number, visit: (field: number, wireType: number) => boolean): void {
-  while (reader.pos < end) {
-    const key = reader.uint32();
-    const wireType = key & 7;
-    if (!visit(key >>> 3, wireType)) reader.skipType(wireType);
-  }
-  // A field that ran past its message's end would have read the next field's bytes.
-  if (reader.pos !== end) throw new RangeError('RateLimitRequest: a field runs past the end of its message');
-}
-
-/** The end position of the length-delimited field at the reader. */
-function fieldEnd(reader: protobuf.Reader): number {
-  const length = reader.uint32();
-  const end = reader.pos + length;
-  if (end > reader.len) throw new RangeError('RateLimitRequest: a field runs past the end of the message');
-  return end;
-}
-
-/** A string field's value; throws when it claims more bytes than are left (protobufjs' Buffer reader would cut it short silently). */
-function readString(reader: protobuf.Reader): string {
-  const start = reader.pos;
-  fieldEnd(reader);
-  reader.pos = start;
-  return reader.string();
-}
+const MESSAGE = 'RateLimitRequest';
 
 function readEntry(reader: protobuf.Reader): { key: string; value: string } {
   const entry = { key: '', value: '' };
-  eachField(reader, fieldEnd(reader), (field, wireType) => {
+  eachField(reader, fieldEnd(reader, MESSAGE), MESSAGE, (field, wireType) => {
     if (wireType !== LENGTH_DELIMITED) return false;
-    if (field === 1) entry.key = readString(reader);
-    else if (field === 2) entry.value = readString(reader);
+    if (field === 1) entry.key = readString(reader, MESSAGE);
+    else if (field === 2) entry.value = readString(reader, MESSAGE);
     else return false;
     return true;
   });
@@ -79,7 +51,7 @@ function readEntry(reader: protobuf.Reader): { key: string; value: string } {
 
 function readDescriptor(reader: protobuf.Reader): { entries: Array<{ key: string; value: string }> } {
   const entries: Array<{ key: string; value: string }> = [];
-  eachField(reader, fieldEnd(reader), (field, wireType) => {
+  eachField(reader, fieldEnd(reader, MESSAGE), MESSAGE, (field, wireType) => {
     if (field !== 1 || wireType !== LENGTH_DELIMITED) return false;
     entries.push(readEntry(reader));
     return true;
@@ -91,8 +63,8 @@ function readDescriptor(reader: protobuf.Reader): { entries: Array<{ key: string
 export function decodeRateLimitRequest(bytes: Uint8Array): WireRateLimitRequest {
   const reader = protobuf.Reader.create(bytes);
   const request: WireRateLimitRequest = { domain: '', descriptors: [], hits_addend: 0 };
-  eachField(reader, reader.len, (field, wireType) => {
-    if (field === 1 && wireType === LENGTH_DELIMITED) request.domain = readString(reader);
+  eachField(reader, reader.len, MESSAGE, (field, wireType) => {
+    if (field === 1 && wireType === LENGTH_DELIMITED) request.domain = readString(reader, MESSAGE);
     else if (field === 2 && wireType === LENGTH_DELIMITED) request.descriptors.push(readDescriptor(reader));
     else if (field === 3 && wireType === VARINT) request.hits_addend = reader.uint32();
     else return false;
