@@ -66,5 +66,3 @@ export const JwtProviderSchema = z
 
 export type JwtProvider = z.infer<typeof JwtProviderSchema>;
 export type JwtProviderInput = z.input<typeof JwtProviderSchema>;
-
-// claimHeaders(provider) lives in contract.ts (zod-free: the authz service reads it).

@@ -9,8 +9,6 @@ export const RateLimitKeyPartSchema = z.union([
   z.object({ header: HeaderNameSchema }).strict(),
 ]);
 
-// RATE_LIMIT_PERIODS and PERIOD_SECONDS live in contract.ts (zod-free: the rate-limit service reads them).
-
 export const RateLimitPolicySchema = z
   .object({
     name: NameSchema,
