@@ -1,20 +1,22 @@
-// A unary-only gRPC server on node:http2, for the two services on the request
-// path (authz Check, ratelimit ShouldRateLimit). Every request Envoy proxies
-// waits on one of these calls, so the per-call cost is the product's latency:
-// grpc-js' general machinery (call objects, metadata, interceptors, filter stacks,
-// stream wrappers) cost ~40% of a check's CPU and most of its allocation, which
-// showed up as collector pauses in the tail. This server does what a unary call
-// needs and no more: route by path, read one length-prefixed message, run the
-// handler, answer with one message and grpc-status, or a trailers-only status.
+// A unary-only gRPC server, for the two services on the request path (authz
+// Check, ratelimit ShouldRateLimit). Every request Envoy proxies waits on one of
+// these calls, so the per-call cost is the product's latency: grpc-js' general
+// machinery cost ~40% of a check's CPU, and node:http2's per-stream objects and
+// native handles were most of what survived into the old generation under load
+// (collector pauses in the tail). This server speaks HTTP/2 itself (h2/) and does
+// what a unary call needs and no more: route by path, read one length-prefixed
+// message, run the handler, answer with one message and grpc-status, or a
+// trailers-only status.
 //
 // Protocol facts kept (grpc/grpc doc/PROTOCOL-HTTP2.md): POST with
 // content-type application/grpc[+proto]; identity encoding only (advertised in
 // grpc-accept-encoding); grpc-timeout honoured; grpc-message percent-encoded;
 // unknown methods answer UNIMPLEMENTED; oversized messages RESOURCE_EXHAUSTED,
 // refused before they are buffered.
-import http2 from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
-import { declaredLength, encodeGrpcMessage, frameMessage, GrpcStatus, type GrpcStatusCode, MESSAGE_PREFIX_BYTES, parseGrpcTimeout, readUnaryBody } from './framing.ts';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { GrpcStatus, type GrpcStatusCode, parseGrpcTimeout, readUnaryBody } from './framing.ts';
+import { type Call, type CallSink, Http2Connection } from './h2/connection.ts';
 
 /** Turns one request message into one response message (protobuf bytes both ways). */
 export type UnaryHandler = (message: Buffer) => Uint8Array | Promise<Uint8Array>;
@@ -43,49 +45,25 @@ export interface UnaryServerOptions {
   onHandlerError?: (path: string, error: unknown) => void;
 }
 
-const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_NO_ERROR } = http2.constants;
+const GRPC_CONTENT_TYPE = /^application\/grpc(\+proto)?(;|$)/;
 
-// Node copies header objects before writing them, so these are shared by every call.
-const RESPONSE_HEADERS = { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc', 'grpc-accept-encoding': 'identity' };
-const OK_TRAILERS = { 'grpc-status': '0' };
-
-function sendOkTrailers(this: http2.ServerHttp2Stream): void {
-  this.sendTrailers(OK_TRAILERS);
-}
-
-/** A trailers-only response: the status travels in the one HEADERS frame, which ends the stream. */
-function respondStatus(stream: http2.ServerHttp2Stream, code: GrpcStatusCode, message: string): void {
-  if (stream.destroyed || stream.headersSent) return;
-  stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true });
-  // The client may still be sending (an oversized message): stop its stream, the answer is given.
-  if (!stream.readableEnded) stream.close(NGHTTP2_NO_ERROR);
-}
-
-function respondMessage(stream: http2.ServerHttp2Stream, message: Uint8Array): void {
-  if (stream.destroyed || stream.headersSent) return;
-  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-  stream.once('wantTrailers', sendOkTrailers);
-  stream.end(frameMessage(message));
-}
-
-function ignore(): void {}
-
-export class UnaryGrpcServer {
+export class UnaryGrpcServer implements CallSink {
   private readonly handlers = new Map<string, UnaryHandler>();
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
-  private readonly maxMessageBytes: number;
-  private readonly server: http2.Http2Server;
+  private readonly connections = new Set<Http2Connection>();
+  private readonly server: net.Server;
+  private readonly connectionOptions: ConstructorParameters<typeof Http2Connection>[1];
 
   constructor(private readonly options: UnaryServerOptions = {}) {
-    this.maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024;
-    this.server = http2.createServer({ settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 1_024 } });
-    // Every answer is a few small writes (headers, message, trailers) the caller waits on: with
-    // Nagle's algorithm a later one may wait for the ACK of the first, which the peer may delay.
-    this.server.on('connection', (socket: Socket) => socket.setNoDelay(true));
-    this.server.on('session', (session) => this.watchSession(session));
-    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
-    // A peer that breaks the protocol costs its own session, nothing else.
-    this.server.on('sessionError', ignore);
+    this.connectionOptions = {
+      maxMessageBytes: options.maxMessageBytes ?? 1024 * 1024,
+      maxConcurrentStreams: options.maxConcurrentStreams ?? 1_024,
+      keepaliveMs: options.keepaliveMs ?? 30_000,
+      keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 10_000,
+    };
+    this.server = net.createServer((socket) => {
+      const connection = new Http2Connection(socket, this.connectionOptions, this, () => this.connections.delete(connection));
+      this.connections.add(connection);
+    });
   }
 
   /** Serves `handler` at `/package.Service/Method`. */
@@ -113,99 +91,40 @@ export class UnaryGrpcServer {
     return new Promise((resolve) => {
       if (!this.server.listening) return resolve();
       const force = setTimeout(() => {
-        for (const session of this.sessions) session.destroy();
+        for (const connection of this.connections) connection.destroy();
       }, graceMs);
       force.unref();
       this.server.close(() => {
         clearTimeout(force);
         resolve();
       });
-      for (const session of this.sessions) session.close();
+      for (const connection of this.connections) connection.shutdown();
     });
   }
 
-  private watchSession(session: http2.ServerHttp2Session): void {
-    this.sessions.add(session);
-    session.on('error', ignore);
-    const keepaliveMs = this.options.keepaliveMs ?? 30_000;
-    const timeoutMs = this.options.keepaliveTimeoutMs ?? 10_000;
-    const pinger = setInterval(() => {
-      if (session.destroyed || session.closed) return;
-      const deadline = setTimeout(() => session.destroy(), timeoutMs);
-      deadline.unref();
-      session.ping(() => clearTimeout(deadline));
-    }, keepaliveMs);
-    pinger.unref();
-    session.once('close', () => {
-      clearInterval(pinger);
-      this.sessions.delete(session);
-    });
+  /** Refuses what is not a call this server takes, before its body is read. */
+  headers(call: Call): void {
+    if (call.method !== 'POST') return call.respondHttp(405, [['allow', 'POST']]);
+    if (!GRPC_CONTENT_TYPE.test(call.contentType)) return call.respondHttp(415);
+    if (call.grpcEncoding !== undefined && call.grpcEncoding !== 'identity') return call.respondStatus(GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${call.grpcEncoding} is not supported`);
+    if (!this.handlers.has(call.path)) return call.respondStatus(GrpcStatus.UNIMPLEMENTED, `unknown method ${call.path}`);
+    const timeoutMs = parseGrpcTimeout(call.grpcTimeout);
+    if (timeoutMs !== undefined) call.deadline = setTimeout(() => call.respondStatus(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded'), timeoutMs);
   }
 
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', ignore);
-    const refusal = this.refusal(headers);
-    if (refusal) return refusal(stream);
-    const path = headers[':path'] ?? '';
-    const handler = this.handlers.get(path);
-    if (!handler) return respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${path}`);
-    const timeoutMs = parseGrpcTimeout(headers['grpc-timeout'] as string | undefined);
-    this.readBody(stream, (body) => this.run(stream, path, handler, body, timeoutMs));
-  }
-
-  /** Why this request is not a call we take, as the answer to give; undefined when it is. */
-  private refusal(headers: http2.IncomingHttpHeaders): ((stream: http2.ServerHttp2Stream) => void) | undefined {
-    if (headers[':method'] !== 'POST') return (stream) => stream.respond({ [HTTP2_HEADER_STATUS]: 405, allow: 'POST' }, { endStream: true });
-    const contentType = headers['content-type'] ?? '';
-    if (!/^application\/grpc(\+proto)?(;|$)/.test(contentType)) return (stream) => stream.respond({ [HTTP2_HEADER_STATUS]: 415 }, { endStream: true });
-    const encoding = headers['grpc-encoding'];
-    if (encoding !== undefined && encoding !== 'identity') return (stream) => respondStatus(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
-    return undefined;
-  }
-
-  /** Collects the request body, refusing it as soon as it declares or grows past the limit. */
-  private readBody(stream: http2.ServerHttp2Stream, onBody: (body: Buffer) => void): void {
-    let first: Buffer | undefined;
-    let chunks: Buffer[] | undefined;
-    let received = 0;
-    let lengthChecked = false;
-    const limit = this.maxMessageBytes;
-    const refuse = () => {
-      stream.removeAllListeners('data');
-      stream.removeAllListeners('end');
-      respondStatus(stream, GrpcStatus.RESOURCE_EXHAUSTED, `message larger than ${limit} bytes`);
-    };
-    stream.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (first === undefined) first = chunk;
-      else (chunks ??= [first]).push(chunk);
-      if (!lengthChecked && received >= MESSAGE_PREFIX_BYTES) {
-        lengthChecked = true;
-        if ((declaredLength(chunks ? Buffer.concat(chunks) : first) ?? 0) > limit) return refuse();
-      }
-      if (received > limit + MESSAGE_PREFIX_BYTES) refuse();
-    });
-    stream.once('end', () => onBody(chunks ? Buffer.concat(chunks, received) : (first ?? Buffer.alloc(0))));
-  }
-
-  private run(stream: http2.ServerHttp2Stream, path: string, handler: UnaryHandler, body: Buffer, timeoutMs: number | undefined): void {
-    const read = readUnaryBody(body, this.maxMessageBytes);
-    if (!read.ok) return respondStatus(stream, read.status, read.reason);
-    const deadline = timeoutMs === undefined ? undefined : setTimeout(() => respondStatus(stream, GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded'), timeoutMs);
-    const answer = (message: Uint8Array) => {
-      if (deadline) clearTimeout(deadline);
-      respondMessage(stream, message);
-    };
+  body(call: Call, body: Buffer): void {
+    const read = readUnaryBody(body, this.connectionOptions.maxMessageBytes);
+    if (!read.ok) return call.respondStatus(read.status, read.reason);
+    const path = call.path;
     const fail = (error: unknown) => {
-      if (deadline) clearTimeout(deadline);
-      if (error instanceof GrpcError) return respondStatus(stream, error.code, error.message);
+      if (error instanceof GrpcError) return call.respondStatus(error.code, error.message);
       this.options.onHandlerError?.(path, error);
-      respondStatus(stream, GrpcStatus.INTERNAL, 'internal error');
+      call.respondStatus(GrpcStatus.INTERNAL, 'internal error');
     };
     try {
-      const result = handler(read.message);
-      if (result instanceof Uint8Array) answer(result);
-      else result.then(answer, fail);
+      const result = this.handlers.get(path)!(read.message);
+      if (result instanceof Uint8Array) call.respondMessage(result);
+      else result.then((message) => call.respondMessage(message), fail);
     } catch (error) {
       fail(error);
     }
