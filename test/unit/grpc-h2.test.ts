@@ -363,3 +363,38 @@ test('connection: a request split into HEADERS + CONTINUATION with padding, and 
     socket.destroy();
   }
 });
+
+test('connection: generated frame sequences never take the server down, and a healthy client is served after each', async () => {
+  const healthy = http2.connect(`http://127.0.0.1:${port}`);
+  const anyFrame = fc
+    .record({
+      type: fc.oneof(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 10, max: 255 })),
+      flags: fc.oneof(fc.constantFrom(0, Flag.END_STREAM, Flag.END_HEADERS, Flag.END_HEADERS | Flag.END_STREAM, Flag.PADDED | Flag.END_HEADERS, Flag.PRIORITY | Flag.END_HEADERS), fc.integer({ min: 0, max: 255 })),
+      streamId: fc.oneof(fc.constantFrom(0, 1, 3, 5), fc.integer({ min: 0, max: 2 ** 31 - 1 })),
+      payload: fc.oneof(
+        fc.uint8Array({ maxLength: 64 }),
+        fc.constant(encodeHeaderBlock([[':method', 'POST'], [':path', ECHO], ['content-type', 'application/grpc']])),
+        fc.constant(frameMessage(Buffer.from([1, 2]))),
+      ),
+    })
+    .map((f) => frame(f.type, f.flags, f.streamId, f.payload));
+  try {
+    await fc.assert(
+      fc.asyncProperty(fc.array(anyFrame, { maxLength: 12 }), fc.boolean(), async (frames, withStart) => {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        await once(socket, 'connect');
+        socket.resume();
+        socket.write(Buffer.concat([withStart ? CLIENT_START : Buffer.alloc(0), ...frames]));
+        // Give the server the bytes, then leave; whatever it made of them, it must still serve others.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        socket.destroy();
+        const answer = await call(healthy, Buffer.from([1, 7]));
+        assert.equal(answer.status, '0');
+      }),
+      { numRuns: 150, seed: 33 },
+    );
+  } finally {
+    healthy.close();
+  }
+});

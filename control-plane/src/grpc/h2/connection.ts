@@ -174,6 +174,15 @@ export class Http2Connection {
   // ---- reading ----
 
   private receive(chunk: Buffer): void {
+    try {
+      this.receiveFrames(chunk);
+    } catch {
+      // A bug here must cost this connection only, never the process (and every other client).
+      this.destroy();
+    }
+  }
+
+  private receiveFrames(chunk: Buffer): void {
     let input = this.input ? Buffer.concat([this.input, chunk]) : chunk;
     let at = 0;
     if (!this.prefaceSeen) {
