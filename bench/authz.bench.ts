@@ -5,6 +5,9 @@
 //   jwt         Sluice's listener, auth.mode jwt (RS256)  -> Sluice's authz service
 //   envoy-open  a static listener in the same Envoy, no filter but the router (baseline for the next)
 //   envoy-jwt   the same static listener, Envoy's own jwt_authn filter, same key and tokens
+//   envoy-authz-floor  the same static listener, ext_authz configured as Sluice configures it,
+//               calling bench/authz-floor (Go, grpc-go) that answers every Check OK and
+//               nothing else: what Envoy's ext_authz call costs by itself on this machine
 // Sluice's arms are compared with `open`, jwt_authn with `envoy-open`: each check's
 // added latency is measured against the listener it runs on. Budget (DESIGN.md):
 // added p99 <= 1 ms for API keys and <= 2 ms for JWTs at 2,000 requests/s.
@@ -14,6 +17,9 @@
 //   ROUNDS (default 3), WARMUP_S (per arm, default 2), CREDENTIALS (distinct keys/tokens, default 50),
 //   JIT_WARMUP_S (default 15: the authz arms first run this long at half RATE),
 //   ARMS (comma-separated subset of the arms)
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { AUTHZ_READ_HEADERS } from '../control-plane/src/model/contract.ts';
 import { RequestPathWorker } from '../control-plane/src/request-path/host.ts';
 import { requestPathState } from '../control-plane/src/request-path/protocol.ts';
 import type { ApiKeyRecord } from '../control-plane/src/authz/api-keys.ts';
@@ -48,13 +54,14 @@ const SECRET = 'bench-authz-secret-0123456789abcdefghijklmnop';
 const ISSUER = 'https://issuer.bench/main';
 const AUDIENCE = 'sluice-bench';
 const BUDGET_ADDED_P99_MS = { 'api-key': 1, jwt: 2 } as const;
+const EXT_AUTHZ = 'envoy.filters.http.ext_authz';
 
-type ArmName = 'open' | 'api-key' | 'jwt' | 'envoy-open' | 'envoy-jwt';
-const ALL_ARMS: readonly ArmName[] = ['open', 'api-key', 'jwt', 'envoy-open', 'envoy-jwt'];
+type ArmName = 'open' | 'api-key' | 'jwt' | 'envoy-open' | 'envoy-jwt' | 'envoy-authz-floor';
+const ALL_ARMS: readonly ArmName[] = ['open', 'api-key', 'jwt', 'envoy-open', 'envoy-jwt', 'envoy-authz-floor'];
 /** ARMS=open,jwt runs a subset (for profiling); added latency needs each arm's baseline in the set. */
 const ARMS: readonly ArmName[] = process.env.ARMS ? ALL_ARMS.filter((arm) => process.env.ARMS!.split(',').includes(arm)) : ALL_ARMS;
 /** The arm each one is compared with (same listener, no check). */
-const BASELINE: Partial<Record<ArmName, ArmName>> = { 'api-key': 'open', jwt: 'open', 'envoy-jwt': 'envoy-open' };
+const BASELINE: Partial<Record<ArmName, ArmName>> = { 'api-key': 'open', jwt: 'open', 'envoy-jwt': 'envoy-open', 'envoy-authz-floor': 'envoy-open' };
 
 function benchState(upstreamPort: number, jwk: Record<string, unknown>): StateInput {
   const route = (name: string, prefix: string, auth: { mode: 'none' | 'api_key' | 'jwt'; jwt_providers?: string[] }) => ({
@@ -76,11 +83,15 @@ function benchState(upstreamPort: number, jwk: Record<string, unknown>): StateIn
 
 /**
  * A static listener merged into the Envoy's bootstrap (--config-yaml): HCM with
- * jwt_authn for the same issuer, audience and key (local_jwks), and the router.
- * /jwt/ requires the provider; everything else passes unchecked.
+ * jwt_authn for the same issuer, audience and key (local_jwks), ext_authz as the
+ * translator writes it (filters.ts) but calling the authz-floor stub, and the
+ * router. /jwt/ requires the provider, /floor/ the stub's OK; everything else
+ * passes unchecked.
  */
-function jwtAuthnBootstrap(port: number, upstreamPort: number, jwks: string): string {
+function staticBootstrap(port: number, upstreamPort: number, jwks: string, floorPort: number): string {
   const cluster = 'bench_jwt_authn_upstream';
+  const floorCluster = 'bench_authz_floor';
+  const noExtAuthz = { [EXT_AUTHZ]: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', disabled: true } };
   return JSON.stringify({
     static_resources: {
       listeners: [
@@ -97,7 +108,16 @@ function jwtAuthnBootstrap(port: number, upstreamPort: number, jwks: string): st
                     stat_prefix: 'bench_jwt_authn',
                     route_config: {
                       name: 'bench_jwt_authn',
-                      virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }],
+                      virtual_hosts: [
+                        {
+                          name: 'all',
+                          domains: ['*'],
+                          routes: [
+                            { match: { prefix: '/floor/' }, route: { cluster } },
+                            { match: { prefix: '/' }, route: { cluster }, typed_per_filter_config: noExtAuthz },
+                          ],
+                        },
+                      ],
                     },
                     http_filters: [
                       {
@@ -106,6 +126,16 @@ function jwtAuthnBootstrap(port: number, upstreamPort: number, jwks: string): st
                           '@type': 'type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication',
                           providers: { main: { issuer: ISSUER, audiences: [AUDIENCE], local_jwks: { inline_string: jwks }, forward: false } },
                           rules: [{ match: { prefix: '/jwt/' }, requires: { provider_name: 'main' } }],
+                        },
+                      },
+                      {
+                        name: EXT_AUTHZ,
+                        typed_config: {
+                          '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
+                          grpc_service: { envoy_grpc: { cluster_name: floorCluster }, timeout: '0.5s' },
+                          transport_api_version: 'V3',
+                          status_on_error: { code: 'ServiceUnavailable' },
+                          allowed_headers: { patterns: [...AUTHZ_READ_HEADERS.exact.map((exact) => ({ exact })), { prefix: AUTHZ_READ_HEADERS.prefix }] },
                         },
                       },
                       { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
@@ -127,9 +157,40 @@ function jwtAuthnBootstrap(port: number, upstreamPort: number, jwks: string): st
             endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: upstreamPort } } } }] }],
           },
         },
+        {
+          name: floorCluster,
+          type: 'STATIC',
+          connect_timeout: '1s',
+          typed_extension_protocol_options: {
+            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+              explicit_http_config: { http2_protocol_options: {} },
+            },
+          },
+          load_assignment: {
+            cluster_name: floorCluster,
+            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: floorPort } } } }] }],
+          },
+        },
       ],
     },
   });
+}
+
+/** bench/authz-floor on a free port; resolves once it says where it listens. */
+async function startAuthzFloor(): Promise<{ port: number; child: ReturnType<typeof spawn> }> {
+  const child = spawn(tool('authz-floor'), ['-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const port = Number(/listening (\d+)/.exec(line.toString())?.[1]);
+  if (!port) throw new Error(`authz-floor did not start: ${line.toString()}`);
+  child.stdout!.resume();
+  return { port, child };
+}
+
+/** Checks Envoy's ext_authz filter on the static listener has answered (ok) at least once: the floor arm really calls the stub. */
+async function floorChecks(envoy: EnvoyHandle): Promise<number> {
+  const stats = await (await fetch(`${envoy.adminUrl}/stats?filter=bench_jwt_authn\\.ext_authz\\.ok$`)).text();
+  return Number(/: (\d+)/.exec(stats)?.[1] ?? 0);
 }
 
 async function waitSynced(registry: NodeRegistry, envoy: EnvoyHandle, nodeId: string, revision: number): Promise<void> {
@@ -153,6 +214,7 @@ const fmt = (ms: number): string => ms.toFixed(3);
 
 tool('vegeta'); // fail fast, before starting anything
 const upstream = await startPlainUpstream();
+const floor = await startAuthzFloor();
 const signing = await makeSigningKey('RS256', 'bench-kid');
 // The services run as the product runs them: on the request-path worker thread.
 const quiet = { info: () => {}, warn: () => {}, error: (msg: string) => console.error(msg) };
@@ -175,7 +237,7 @@ try {
     adsPort,
     nodeId,
     nodeCluster: 'authz-bench',
-    extraArgs: ['--config-yaml', jwtAuthnBootstrap(staticPort, upstream.port, JSON.stringify({ keys: [signing.jwk] }))],
+    extraArgs: ['--config-yaml', staticBootstrap(staticPort, upstream.port, JSON.stringify({ keys: [signing.jwk] }), floor.port)],
   });
 
   const keys = Array.from({ length: CREDENTIALS }, () => generateApiKey(SECRET));
@@ -202,6 +264,7 @@ try {
     jwt: tokens.map((t) => ({ url: url(sluicePort, '/jwt/bench'), headers: { authorization: `Bearer ${t}` } })),
     'envoy-open': [{ url: url(staticPort, '/open/bench') }],
     'envoy-jwt': tokens.map((t) => ({ url: url(staticPort, '/jwt/bench'), headers: { authorization: `Bearer ${t}` } })),
+    'envoy-authz-floor': keys.map((k) => ({ url: url(staticPort, '/floor/bench'), headers: { 'x-api-key': k.key } })),
   };
 
   // Each arm does what it claims: checks refuse without a credential, admit with one.
@@ -209,13 +272,14 @@ try {
   await expectStatus(sluicePort, '/jwt/bench', {}, 401, 'jwt route without a token');
   await expectStatus(staticPort, '/jwt/bench', {}, 401, 'jwt_authn route without a token');
   for (const arm of ARMS) await expectStatus(Number(new URL(targets[arm][0]!.url).port), new URL(targets[arm][0]!.url).pathname, targets[arm][0]!.headers ?? {}, 200, arm);
+  if (ARMS.includes('envoy-authz-floor') && (await floorChecks(envoy)) < 1) throw new Error('envoy-authz-floor: the route did not call the stub');
 
   console.log(`machine: ${machine()}`);
   console.log(`rate ${RATE}/s, ${DURATION_S} s per arm per round, ${ROUNDS} rounds, ${CREDENTIALS} distinct keys/tokens, Envoy --concurrency 1, authz JIT warm-up ${JIT_WARMUP_S} s`);
   for (const arm of ARMS) if (arm === 'api-key' || arm === 'jwt') await vegeta(targets[arm], Math.max(1, Math.round(RATE / 2)), JIT_WARMUP_S);
   for (const arm of ARMS) await vegeta(targets[arm], RATE, WARMUP_S);
 
-  const results: Record<ArmName, LoadReport[]> = { open: [], 'api-key': [], jwt: [], 'envoy-open': [], 'envoy-jwt': [] };
+  const results: Record<ArmName, LoadReport[]> = { open: [], 'api-key': [], jwt: [], 'envoy-open': [], 'envoy-jwt': [], 'envoy-authz-floor': [] };
   for (let round = 0; round < ROUNDS; round++) {
     for (const arm of roundOrder(ARMS, round)) {
       // CPU per request of this process (the authz service's) and of Envoy: tells a
@@ -263,5 +327,6 @@ try {
   await ads.close();
   await authz.close();
   await upstream.close();
+  floor.child.kill();
 }
 process.exit(0);

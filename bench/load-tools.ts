@@ -12,7 +12,7 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url));
 export const TOOLS_BIN = process.env.SLUICE_BENCH_TOOLS ?? path.join(benchDir, '.tools/bin');
 
 /** Absolute path of a tool built by bench/setup.sh; throws with the fix when missing. */
-export function tool(name: 'vegeta' | 'ghz' | 'ratelimit' | 'gcp-anchor'): string {
+export function tool(name: 'vegeta' | 'ghz' | 'ratelimit' | 'gcp-anchor' | 'authz-floor'): string {
   const file = path.join(TOOLS_BIN, name);
   if (!existsSync(file)) throw new Error(`${file} is missing; run: bash bench/setup.sh`);
   return file;

@@ -7,6 +7,7 @@
 #   ratelimit     envoyproxy/ratelimit, the yardstick for Sluice's service
 #   gcp-anchor    the reference control plane on go-control-plane
 #                 (../shared/anchors/go-control-plane), the propagation yardstick
+#   authz-floor   an ext_authz service that answers OK and nothing else (bench/authz-floor)
 # Usage: bash bench/setup.sh        (FORCE=1 rebuilds everything)
 set -euo pipefail
 
@@ -67,6 +68,19 @@ if [[ -n "${FORCE:-}" || ! -x "$bin/gcp-anchor" || "$(cat "$anchor_stamp" 2>/dev
   echo "$anchor_sum" >"$anchor_stamp"
 else
   echo "gcp-anchor: already built"
+fi
+
+# authz-floor: a do-nothing ext_authz service (bench/authz-floor), the floor under
+# the authz bench's Sluice arms.
+floor_src="$here/authz-floor"
+floor_stamp="$bin/.authz-floor.version"
+floor_sum="$(cat "$floor_src/go.sum" "$floor_src/main.go" | sha256sum | cut -c1-16)"
+if [[ -n "${FORCE:-}" || ! -x "$bin/authz-floor" || "$(cat "$floor_stamp" 2>/dev/null)" != "$floor_sum" ]]; then
+  echo "authz-floor: building $floor_src"
+  (cd "$floor_src" && go build -o "$bin/authz-floor" .)
+  echo "$floor_sum" >"$floor_stamp"
+else
+  echo "authz-floor: already built"
 fi
 
 # The build cache is only needed while building (about 400 MB); the module cache
