@@ -12,9 +12,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
  && node node_modules/esbuild/install.js
 COPY . .
-# Proto type declarations and Prisma Client (offline: prisma/no-schema-engine.sh).
+# Proto type declarations and Prisma Client (offline: prisma/no-schema-engine.sh),
+# then the control plane compiled to JavaScript (control-plane/dist: what runs).
 RUN bash scripts/gen-proto-types.sh \
  && npm run --silent db:generate \
+ && bash scripts/build.sh \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error
 
 # Stage 2: the runtime. Node 20, the app and its production dependencies only,
@@ -26,4 +28,4 @@ COPY --from=build --chown=node:node /app /app
 USER node
 # Admin API (/healthz, /readyz, /v1), xDS, ext_authz, rate limit.
 EXPOSE 9080 18000 9191 8081
-CMD ["node", "--import", "tsx", "control-plane/src/main.ts"]
+CMD ["node", "control-plane/dist/main.js"]

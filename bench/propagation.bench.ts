@@ -11,7 +11,9 @@
 // Run: bash bench/setup.sh && node --import tsx bench/propagation.bench.ts
 // Settings (environment): SCENARIOS=new,bulk,rss  ENVOYS=1,10  ROUTES=1000,10000
 //   SAMPLES=50  BULK_SAMPLES=5  BULK_ENVOYS=10  RSS_ENVOYS=10  RSS_ROUTES=10000
-//   PROBE_MS=5  XDS=sotw|delta
+//   PROBE_MS=5  XDS=sotw|delta  CONTROL_PLANE=compiled|tsx (compiled, as production runs it: scripts/build.sh)
+//   CONTROL_PLANE_NODE_ARGS='' (extra node flags for the control plane)
+import { execFileSync } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -69,6 +71,12 @@ const RSS_ROUTES = whole('RSS_ROUTES', 10_000);
 const DELTA = process.env.XDS === 'delta';
 /** Sluice's GATEWAY_ROUTE_STATS for the run (README): per-route stats are Envoy work the reference does not do. */
 const ROUTE_STATS = process.env.ROUTE_STATS ?? 'all';
+const CONTROL_PLANE = process.env.CONTROL_PLANE ?? 'compiled';
+if (!['compiled', 'tsx'].includes(CONTROL_PLANE)) throw new Error(`CONTROL_PLANE: '${CONTROL_PLANE}' (compiled, tsx)`);
+/** Production runs the compiled build (scripts/start.sh, the Dockerfile); tsx is what the tests run. */
+const COMPILED = CONTROL_PLANE === 'compiled';
+/** Extra node flags for the control plane, e.g. CONTROL_PLANE_NODE_ARGS='--cpu-prof' (space-separated). */
+const CONTROL_PLANE_NODE_ARGS = (process.env.CONTROL_PLANE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 /** Bounds every wait: a sample slower than this is reported as timed out, not waited on. */
 const SAMPLE_TIMEOUT_MS = 30_000;
@@ -452,7 +460,7 @@ function machineLine(): string {
 }
 
 console.log(machineLine());
-console.log(`settings: SCENARIOS=${[...SCENARIOS].join(',')} ENVOYS=${ENVOYS.join(',')} ROUTES=${ROUTES.join(',')} SAMPLES=${SAMPLES} BULK_SAMPLES=${BULK_SAMPLES} BULK_ENVOYS=${BULK_ENVOYS} RSS_ENVOYS=${RSS_ENVOYS} RSS_ROUTES=${RSS_ROUTES} PROBE_MS=${PROBE_MS} XDS=${DELTA ? 'delta' : 'sotw'} ROUTE_STATS=${ROUTE_STATS}`);
+console.log(`settings: SCENARIOS=${[...SCENARIOS].join(',')} ENVOYS=${ENVOYS.join(',')} ROUTES=${ROUTES.join(',')} SAMPLES=${SAMPLES} BULK_SAMPLES=${BULK_SAMPLES} BULK_ENVOYS=${BULK_ENVOYS} RSS_ENVOYS=${RSS_ENVOYS} RSS_ROUTES=${RSS_ROUTES} PROBE_MS=${PROBE_MS} XDS=${DELTA ? 'delta' : 'sotw'} ROUTE_STATS=${ROUTE_STATS} CONTROL_PLANE=${CONTROL_PLANE} CONTROL_PLANE_NODE_ARGS=${CONTROL_PLANE_NODE_ARGS.join(' ')}`);
 
 // A durable Postgres (fsync on: no `fast`), thrown away at the end.
 const pgRoot = await mkdtemp(path.join(os.tmpdir(), 'sluice-bench-pg-'));
@@ -466,7 +474,8 @@ let anchor: Anchor | undefined;
 const systems: System[] = [];
 let exitCode = 0;
 try {
-  cp = await startControlPlane({ databaseUrl: db.url, env: { GATEWAY_ROUTE_STATS: ROUTE_STATS } });
+  if (COMPILED) execFileSync('bash', ['scripts/build.sh', '--if-stale'], { stdio: 'inherit' });
+  cp = await startControlPlane({ databaseUrl: db.url, env: { GATEWAY_ROUTE_STATS: ROUTE_STATS }, compiled: COMPILED, nodeArgs: CONTROL_PLANE_NODE_ARGS });
   anchor = await startAnchor({ upstreamPort: upstream.port });
   const anchorPid = anchor.pid;
   // The Envoy and control-plane helpers kill their children on exit (e.g. Ctrl-C); the anchor's helper does not.

@@ -50,6 +50,8 @@ fi
 if [[ ! control-plane/src/store/generated/client.ts -nt prisma/schema.prisma ]]; then
   out=$(npm run --silent db:generate 2>&1) || { echo "$out" >&2; exit 1; }
 fi
+# The compiled control plane that scripts/start.sh and the image run (control-plane/dist), when a source changed.
+bash scripts/build.sh --if-stale
 bash envoy/install.sh >/dev/null
 
 # Kubernetes' OpenAPI schemas for the offline manifest check

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Starts the whole stack on embedded defaults: embedded Postgres, the Sluice
 # control plane (admin API :9080, xDS :18000), one Envoy (gateway :10000,
-# admin :9901) and a demo upstream (:8000). Installs what it lacks first.
+# admin :9901) and a demo upstream (:8000). Installs what it lacks first and
+# (re)builds the compiled control plane when a source changed (scripts/setup.sh
+# runs scripts/build.sh --if-stale); the control plane runs as production runs
+# it, compiled JavaScript without tsx (the Dockerfile's CMD).
 # Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,7 +25,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-node --import tsx control-plane/src/main.ts & pids+=($!)
+node control-plane/dist/main.js & pids+=($!)
 node --import tsx scripts/demo-upstream.ts & pids+=($!)
 for _ in $(seq 1 100); do curl -fs "$admin/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 node --import tsx envoy/run.ts --node-id envoy-1 & pids+=($!)

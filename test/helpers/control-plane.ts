@@ -28,8 +28,18 @@ export interface ControlPlane {
   kill(): Promise<void>;
 }
 
-/** `nodeArgs`: extra flags for the control plane's node (e.g. `--cpu-prof` when profiling a bench). */
-export async function startControlPlane(opts: { databaseUrl: string; gatewayPort?: number; xdsPort?: number; token?: string; env?: Record<string, string>; nodeArgs?: string[] }): Promise<ControlPlane> {
+/**
+ * How production runs the control plane, after `node`: the compiled build
+ * (scripts/build.sh). scripts/start.sh, the Dockerfile's CMD and the Kubernetes
+ * manifest say the same (test/e2e/compiled-start.test.ts checks).
+ */
+export const COMPILED_COMMAND: readonly string[] = ['control-plane/dist/main.js'];
+
+/**
+ * `nodeArgs`: extra flags for the control plane's node (e.g. `--cpu-prof` when profiling a bench).
+ * `compiled`: run the compiled build as production does (the caller builds it first: scripts/build.sh).
+ */
+export async function startControlPlane(opts: { databaseUrl: string; gatewayPort?: number; xdsPort?: number; token?: string; env?: Record<string, string>; nodeArgs?: string[]; compiled?: boolean }): Promise<ControlPlane> {
   const adminPort = await freePort();
   const xdsPort = opts.xdsPort ?? (await freePort());
   const gatewayPort = opts.gatewayPort ?? (await freePort());
@@ -37,7 +47,8 @@ export async function startControlPlane(opts: { databaseUrl: string; gatewayPort
   const ratelimitPort = await freePort();
   // A second replica on the same database shares the first one's token (only the first creates it).
   const token = opts.token ?? `test_${randomBytes(24).toString('hex')}`;
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', 'control-plane/src/main.ts'], {
+  const entry = opts.compiled ? COMPILED_COMMAND : ['--import', 'tsx', 'control-plane/src/main.ts'];
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...entry], {
     cwd: repoRoot,
     env: {
       ...process.env,
