@@ -1,11 +1,12 @@
 // The Authorization service's messages on the wire. Requests are read with a lean
 // walk over the protobuf bytes that keeps only what the service reads; responses
-// are written field by field. Both use protobufjs' Reader/Writer only: the loaded
-// Envoy API (proto/envoy.ts) is the bulk of a heap, and the request-path worker
-// never loads it (test/unit/request-path-imports.test.ts). grpc-js clients' method
-// definition is in client.ts.
+// are written field by field into one reused buffer (proto/scratch-writer.ts).
+// Neither loads the Envoy API registry (proto/envoy.ts), the bulk of a heap, which
+// the request-path worker never loads (test/unit/request-path-imports.test.ts).
+// grpc-js clients' method definition is in client.ts.
 import protobuf from 'protobufjs';
 import type { CheckResponse } from '../proto/codec.ts';
+import { ScratchWriter } from '../proto/scratch-writer.ts';
 import { eachField, fieldEnd, readString, WIRE_TYPE } from '../proto/walk.ts';
 import { readsHeader } from './decide.ts';
 
@@ -129,6 +130,9 @@ const FIXED64 = 1;
 
 const tag = (field: number, wireType: number) => (field << 3) | wireType;
 
+/** One writer for every response (checks are encoded one at a time, synchronously). */
+const responseWriter = new ScratchWriter();
+
 type HeaderOption = NonNullable<NonNullable<CheckResponse['ok_response']>['headers']>[number];
 type Struct = NonNullable<CheckResponse['dynamic_metadata']>;
 type Value = NonNullable<Struct['fields']>[string];
@@ -148,22 +152,22 @@ function enumNumber(values: Readonly<Record<string, number>>, value: string | nu
 }
 
 /** A nested message under `field`: its bytes are written by `write`, then length-prefixed. */
-function nested(writer: protobuf.Writer, field: number, write: () => void): void {
+function nested(writer: ScratchWriter, field: number, write: () => void): void {
   writer.uint32(tag(field, LENGTH_DELIMITED)).fork();
   write();
   writer.ldelim();
 }
 
-function writeString(writer: protobuf.Writer, field: number, value: string | null | undefined): void {
+function writeString(writer: ScratchWriter, field: number, value: string | null | undefined): void {
   if (value != null) writer.uint32(tag(field, LENGTH_DELIMITED)).string(value);
 }
 
-function writeStrings(writer: protobuf.Writer, field: number, values: readonly string[] | null | undefined): void {
+function writeStrings(writer: ScratchWriter, field: number, values: readonly string[] | null | undefined): void {
   if (values) for (const value of values) writer.uint32(tag(field, LENGTH_DELIMITED)).string(value);
 }
 
 /** google.protobuf.Value { NullValue null_value = 1; double number_value = 2; string string_value = 3; bool bool_value = 4; Struct struct_value = 5; ListValue list_value = 6 } */
-function writeValue(writer: protobuf.Writer, value: Value): void {
+function writeValue(writer: ScratchWriter, value: Value): void {
   if (value.nullValue != null) writer.uint32(tag(1, VARINT)).int32(enumNumber(NULL_VALUES, value.nullValue, 'nullValue'));
   if (value.numberValue != null) writer.uint32(tag(2, FIXED64)).double(Number(value.numberValue));
   writeString(writer, 3, value.stringValue);
@@ -176,7 +180,7 @@ function writeValue(writer: protobuf.Writer, value: Value): void {
 }
 
 /** google.protobuf.Struct { map<string, Value> fields = 1 }: each entry a { key = 1, value = 2 } message. */
-function writeStruct(writer: protobuf.Writer, struct: Struct): void {
+function writeStruct(writer: ScratchWriter, struct: Struct): void {
   const fields = struct.fields;
   if (fields == null) return;
   for (const key of Object.keys(fields)) {
@@ -188,7 +192,7 @@ function writeStruct(writer: protobuf.Writer, struct: Struct): void {
 }
 
 /** HeaderValueOption { HeaderValue header = 1; BoolValue append = 2; HeaderAppendAction append_action = 3; bool keep_empty_value = 4 } */
-function writeHeaderOption(writer: protobuf.Writer, option: HeaderOption): void {
+function writeHeaderOption(writer: ScratchWriter, option: HeaderOption): void {
   const header = option.header;
   if (header != null) {
     // HeaderValue { string key = 1; string value = 2; bytes raw_value = 3 }
@@ -213,12 +217,12 @@ function writeHeaderOption(writer: protobuf.Writer, option: HeaderOption): void 
   if (option.keep_empty_value != null) writer.uint32(tag(4, VARINT)).bool(option.keep_empty_value);
 }
 
-function writeHeaderOptions(writer: protobuf.Writer, field: number, options: readonly HeaderOption[] | null | undefined): void {
+function writeHeaderOptions(writer: ScratchWriter, field: number, options: readonly HeaderOption[] | null | undefined): void {
   if (options) for (const option of options) nested(writer, field, () => writeHeaderOption(writer, option));
 }
 
 /** QueryParameter { string key = 1; string value = 2 } */
-function writeQueryParameter(writer: protobuf.Writer, parameter: QueryParameter): void {
+function writeQueryParameter(writer: ScratchWriter, parameter: QueryParameter): void {
   writeString(writer, 1, parameter.key);
   writeString(writer, 2, parameter.value);
 }
@@ -226,12 +230,12 @@ function writeQueryParameter(writer: protobuf.Writer, parameter: QueryParameter)
 /**
  * A CheckResponse's bytes: CheckResponse { google.rpc.Status status = 1;
  * DeniedHttpResponse denied_response = 2; OkHttpResponse ok_response = 3;
- * Struct dynamic_metadata = 4 }. Written with protobufjs' Writer alone: the
+ * Struct dynamic_metadata = 4 }. Written with ScratchWriter alone: the
  * registry of the Envoy API (proto/envoy.ts) is not loaded on the request path.
  * Throws on what the service never sends (status details, HTTP status names).
  */
 export function encodeCheckResponse(response: CheckResponse): Uint8Array {
-  const writer = protobuf.Writer.create();
+  const writer = responseWriter.reset();
   const status = response.status;
   if (status != null) {
     // google.rpc.Status { int32 code = 1; string message = 2; repeated Any details = 3 }
