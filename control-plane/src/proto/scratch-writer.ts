@@ -24,12 +24,7 @@ export class ScratchWriter {
 
   uint32(value: number): this {
     this.ensure(5);
-    let rest = value >>> 0;
-    while (rest > 0x7f) {
-      this.buffer[this.pos++] = (rest & 0x7f) | 0x80;
-      rest >>>= 7;
-    }
-    this.buffer[this.pos++] = rest;
+    this.pos = this.varintAt(this.pos, value >>> 0);
     return this;
   }
 
@@ -91,13 +86,7 @@ export class ScratchWriter {
       this.buffer.copyWithin(at + prefixBytes, at + 1, this.pos);
       this.pos += prefixBytes - 1;
     }
-    let rest = length;
-    let write = at;
-    while (rest > 0x7f) {
-      this.buffer[write++] = (rest & 0x7f) | 0x80;
-      rest >>>= 7;
-    }
-    this.buffer[write] = rest;
+    this.varintAt(at, length);
     return this;
   }
 
@@ -105,6 +94,17 @@ export class ScratchWriter {
   finish(): Uint8Array {
     if (this.forks.length > 0) throw new Error('ScratchWriter: finish with an open fork');
     return Uint8Array.prototype.slice.call(this.buffer, 0, this.pos);
+  }
+
+  /** Writes `value` (an unsigned 32-bit integer) as a varint at `at`; returns where it ends. */
+  private varintAt(at: number, value: number): number {
+    let rest = value;
+    while (rest > 0x7f) {
+      this.buffer[at++] = (rest & 0x7f) | 0x80;
+      rest >>>= 7;
+    }
+    this.buffer[at++] = rest;
+    return at;
   }
 
   private ensure(bytes: number): void {
