@@ -91,7 +91,7 @@ test('/metrics shows a push, an ACK and a NACK from a real Envoy, a commit, and 
   assert.equal(histogramCount(after, 'sluice_config_commit_duration_seconds'), 2, 'both commits timed');
   assert.equal(counterValue(after, 'sluice_xds_streams', { group: 'default' }), 1, 'one stream');
 
-  for (const name of ['sluice_authz_checks_total', 'sluice_ratelimit_decisions_total', 'sluice_ratelimit_store_errors_total']) {
+  for (const name of ['sluice_authz_checks_total', 'sluice_authz_answers_cached_total', 'sluice_ratelimit_decisions_total', 'sluice_ratelimit_store_errors_total']) {
     assert.equal(family(after, name).type, 'COUNTER');
   }
   for (const name of ['sluice_authz_check_duration_seconds', 'sluice_ratelimit_store_duration_seconds']) {

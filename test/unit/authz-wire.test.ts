@@ -181,6 +181,7 @@ const decision: fc.Arbitrary<Decision> = fc.oneof(
     removeHeaders: names,
     removeQuery: names,
     reason: text,
+    validity: fc.constant({ untilMs: Infinity }),
   }),
   fc.record({ allow: fc.constant(false as const), failure }),
 );

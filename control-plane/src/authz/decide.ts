@@ -1,10 +1,10 @@
 // The decision for one request: which credential it carries, whether the route
 // accepts it, who it identifies, and which headers go upstream.
 import { AUTHZ_CONTEXT, AUTHZ_SET_HEADERS, CREDENTIAL_HEADERS, IDENTITY_HEADERS, authzReadsHeader, claimHeaders, isIdentityHeader } from '../model/contract.ts';
-import type { JwtProvider } from '../model/index.ts';
+import type { Credential, JwtProvider } from '../model/index.ts';
 import { hashPresentedKey, isWellFormedApiKey, looksLikeApiKey, sameHash } from './api-keys.ts';
 import { insufficientScope, invalidRequest, invalidToken, misconfigured, missingCredential, type AuthFailure } from './failure.ts';
-import type { KeySources } from './jwks.ts';
+import type { KeySource, KeySources } from './jwks.ts';
 import { claimAt, tokenScopes, verifyJwt } from './jwt.ts';
 import { type AuthzIndex, isExpired, subjectKey } from './lookup.ts';
 
@@ -24,6 +24,16 @@ export interface Identity {
   scopes: string[];
 }
 
+/**
+ * How long an allow stands for the same request and the same index: until
+ * `untilMs` (the credential's or the token's expiry, skew included), and, for a
+ * JWT, only while the key set it was verified against is unchanged.
+ */
+export interface Validity {
+  untilMs: number;
+  keys?: { source: KeySource; generation: number };
+}
+
 export type Decision =
   | {
       allow: true;
@@ -33,6 +43,7 @@ export type Decision =
       /** Query parameters removed before the upstream (the API key's, when it came that way). */
       removeQuery: string[];
       reason: string;
+      validity: Validity;
     }
   | { allow: false; failure: AuthFailure };
 
@@ -184,6 +195,7 @@ function checkApiKey(key: string, from: Source, required: readonly string[], ctx
     removeHeaders: 'header' in from ? [from.header, ...stale] : stale,
     removeQuery: 'query' in from ? [from.query] : [],
     reason: 'api_key',
+    validity: { untilMs: expiryMs(entry.credential) },
   };
 }
 
@@ -192,7 +204,7 @@ async function checkJwt(token: string, header: string, required: readonly string
   const allowed = providerNames.length > 0 ? providerNames.flatMap((name) => ctx.index.providers.get(name) ?? []) : all;
   const verified = await verifyJwt(token, allowed, all, ctx.sources, ctx.nowMs);
   if (!verified.ok) return deny(verified.failure);
-  const { provider, claims } = verified;
+  const { provider, claims, source, generation } = verified;
   const subject = typeof claims.sub === 'string' ? claims.sub : undefined;
   const mapped = subject === undefined ? undefined : ctx.index.subjects.get(subjectKey(provider.name, subject));
   if (mapped && isExpired(mapped.credential, ctx.nowMs)) return deny(invalidToken('the credential has expired', 'credential_expired'));
@@ -213,7 +225,21 @@ async function checkJwt(token: string, header: string, required: readonly string
     removeHeaders: [header, ...staleIdentityHeaders(identity, setHeaders.map(([name]) => name), ctx.index)],
     removeQuery: [],
     reason: 'jwt',
+    validity: { untilMs: Math.min(tokenExpiryMs(claims.exp, provider.clock_skew_s), mapped ? expiryMs(mapped.credential) : Infinity), keys: { source, generation } },
   };
+}
+
+/** The first instant isExpired() holds for the credential (Infinity when it never expires). */
+function expiryMs(credential: Credential): number {
+  return credential.expires_at === undefined ? Infinity : Date.parse(credential.expires_at);
+}
+
+/**
+ * The first instant the token counts as expired: the exp rule (jose's, and
+ * verified-tokens.ts's) refuses once floor(now in s) >= exp + skew.
+ */
+function tokenExpiryMs(exp: number | undefined, skewS: number): number {
+  return typeof exp === 'number' ? Math.ceil(exp + skewS) * 1000 : -Infinity;
 }
 
 function identityHeaders(identity: Identity): Array<[string, string]> {

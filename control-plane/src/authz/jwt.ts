@@ -4,13 +4,14 @@
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { JwtProvider } from '../model/index.ts';
 import { invalidToken, type AuthFailure } from './failure.ts';
-import { KeysUnavailableError, type KeySources } from './jwks.ts';
+import { KeysUnavailableError, type KeySource, type KeySources } from './jwks.ts';
 
 /** Longer tokens are refused before any parsing. */
 const MAX_TOKEN_LENGTH = 16 * 1024;
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
-export type JwtResult = { ok: true; provider: JwtProvider; claims: JWTPayload } | { ok: false; failure: AuthFailure };
+/** A pass names the key source and its key-set generation it was verified against (a later key change voids it). */
+export type JwtResult = { ok: true; provider: JwtProvider; claims: JWTPayload; source: KeySource; generation: number } | { ok: false; failure: AuthFailure };
 
 const fail = (description: string, reason: string): JwtResult => ({ ok: false, failure: invalidToken(description, reason) });
 
@@ -55,7 +56,7 @@ export async function verifyJwt(
   if (!provider) return fail('the token algorithm is not allowed', 'alg_not_allowed');
   const source = sources.get(provider.name);
   if (!source) return fail('the signing keys are unavailable', 'keys_unavailable');
-  if (seen && sources.verified.valid(token, seen, provider, source, nowMs)) return { ok: true, provider, claims: seen.claims };
+  if (seen && sources.verified.valid(token, seen, provider, source, nowMs)) return { ok: true, provider, claims: seen.claims, source, generation: seen.generation };
   const generation = source.generation;
   try {
     const { payload } = await jwtVerify(token, (header, jws) => source.getKey(header, jws), {
@@ -74,7 +75,7 @@ export async function verifyJwt(
     if (source.generation === generation) {
       sources.verified.add(token, { alg: unverified.alg, iss: unverified.iss, provider, source, generation, claims: payload });
     }
-    return { ok: true, provider, claims: payload };
+    return { ok: true, provider, claims: payload, source, generation };
   } catch (err) {
     return { ok: false, failure: failureFor(err) };
   }

@@ -16,12 +16,15 @@ export interface AuthzMetricsSnapshot {
   checks: Record<string, number>;
   /** JWKS fetches by `provider/outcome` (ok | error). */
   jwksFetches: Record<string, number>;
+  /** Allows handed back from the answer cache (answers.ts), also counted in `checks`. */
+  answersFromCache: number;
   latency: LatencyHistogram;
 }
 
 export class AuthzMetrics {
   private readonly checks = new Map<string, number>();
   private readonly jwksFetches = new Map<string, number>();
+  private answersFromCache = 0;
   private readonly latency: LatencyHistogram = { counts: new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0), sumMs: 0, count: 0 };
 
   recordCheck(result: 'allow' | 'deny' | 'error', reason: string, elapsedMs: number): void {
@@ -33,6 +36,10 @@ export class AuthzMetrics {
     this.latency.count += 1;
   }
 
+  recordAnswerFromCache(): void {
+    this.answersFromCache += 1;
+  }
+
   recordJwksFetch(provider: string, outcome: 'ok' | 'error'): void {
     bump(this.jwksFetches, `${provider}/${outcome}`);
   }
@@ -41,6 +48,7 @@ export class AuthzMetrics {
     return {
       checks: Object.fromEntries(this.checks),
       jwksFetches: Object.fromEntries(this.jwksFetches),
+      answersFromCache: this.answersFromCache,
       latency: { counts: [...this.latency.counts], sumMs: this.latency.sumMs, count: this.latency.count },
     };
   }

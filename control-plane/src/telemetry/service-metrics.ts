@@ -17,6 +17,8 @@ export interface AuthzCounters {
   checks: Record<string, number>;
   /** `provider/outcome` -> JWKS fetches. */
   jwksFetches: Record<string, number>;
+  /** Allows answered from the authz answer cache. */
+  answersFromCache: number;
   latency: LatencyCounts;
 }
 
@@ -55,6 +57,15 @@ function snapshotCounter(registry: Registry, name: string, help: string, labelNa
 export function exposeAuthz(registry: Registry, read: () => AuthzCounters, latencyBoundsMs: readonly number[]): void {
   snapshotCounter(registry, 'sluice_authz_checks_total', 'Authz checks by result and reason.', ['result', 'reason'], () => read().checks);
   snapshotCounter(registry, 'sluice_authz_jwks_fetches_total', 'JWKS fetches by provider and outcome.', ['provider', 'outcome'], () => read().jwksFetches);
+  new Counter({
+    name: 'sluice_authz_answers_cached_total',
+    help: 'Authz allows handed back from the answer cache (also counted in sluice_authz_checks_total).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read().answersFromCache);
+    },
+  });
   new BucketHistogram({
     name: 'sluice_authz_check_duration_seconds',
     help: 'Time to decide one authz check.',
