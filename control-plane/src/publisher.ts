@@ -3,15 +3,17 @@
 // (offer); a revision another replica committed arrives through the change
 // feed (notify) and is loaded (the store catches up by change sets). Either
 // way the State is translated (pure; unchanged routes reuse their bytes) and
-// handed to the snapshot cache, which pushes only what changed. Bursts of revisions coalesce:
+// handed to the snapshot cache, which pushes only what changed. A local commit's
+// config is translated while Postgres syncs it (prepare) and used only once it
+// has committed. Bursts of revisions coalesce:
 // at most one load runs at a time and the newest revision wins. A load that
 // fails (Postgres away) is retried with jittered exponential backoff, so the
 // revision is published as soon as Postgres answers again, without waiting for
 // the feed to notify once more.
-import type { State } from './model/index.ts';
+import { KINDS, type DeclarativeConfig, type State } from './model/index.ts';
 import type { CredentialKey } from './store/config-store.ts';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './store/backoff.ts';
-import { createTranslationCache, translate, type TranslateOptions } from './translate/index.ts';
+import { createTranslationCache, translate, type EnvoyResources, type TranslateOptions } from './translate/index.ts';
 import { SnapshotCache } from './xds/cache.ts';
 import { makeSnapshot, type Snapshot } from './xds/snapshot.ts';
 import type { Logger } from './xds/stream.ts';
@@ -53,6 +55,8 @@ export class Publisher {
   private retryTimer?: NodeJS.Timeout;
   private stopped = false;
   private readonly translationCache = createTranslationCache();
+  /** A config translated ahead of its commit (see prepare): used when that very config is offered. */
+  private prepared?: { config: DeclarativeConfig; resources?: EnvoyResources; timer?: NodeJS.Immediate };
 
   constructor(private readonly options: PublisherOptions) {}
 
@@ -65,9 +69,35 @@ export class Publisher {
     this.kick();
   }
 
+  /**
+   * A local commit is on its way to Postgres with this config: translate it
+   * meanwhile (on the next turn of the event loop, once the commit's statement
+   * is written out), so the fleet gets it as soon as the commit is durable
+   * instead of a translation later. Nothing is published here: offer() uses the
+   * result only for a revision whose config is this same object set, and a
+   * config that never commits is simply replaced by the next one. Translation
+   * is pure, so the result is what offer() would compute itself.
+   */
+  prepare(config: DeclarativeConfig): void {
+    if (this.stopped) return;
+    this.dropPrepared();
+    const prepared: NonNullable<Publisher['prepared']> = { config };
+    prepared.timer = setImmediate(() => {
+      prepared.timer = undefined;
+      try {
+        prepared.resources = this.translateTimed({ revision: 0, ...config });
+      } catch {
+        // offer() translates again and reports the failure where it is handled.
+        if (this.prepared === prepared) this.prepared = undefined;
+      }
+    });
+    this.prepared = prepared;
+  }
+
   /** Cancels a pending retry; nothing is loaded after this. */
   stop(): void {
     this.stopped = true;
+    this.dropPrepared();
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
   }
@@ -141,10 +171,33 @@ export class Publisher {
   }
 
   private translate(state: State): Snapshot {
+    const resources = this.preparedFor(state) ?? this.translateTimed(state);
+    return makeSnapshot(state.revision, [...resources.clusters, ...resources.endpoints, ...resources.listeners, ...resources.routes, ...resources.ratelimitConfigs]);
+  }
+
+  private translateTimed(state: State): EnvoyResources {
     const started = performance.now();
     const resources = translate(state, this.options.translateOptions, this.translationCache);
     this.options.metrics?.translated(performance.now() - started);
-    return makeSnapshot(state.revision, [...resources.clusters, ...resources.endpoints, ...resources.listeners, ...resources.routes, ...resources.ratelimitConfigs]);
+    return resources;
+  }
+
+  /**
+   * The prepared translation when `state` is the prepared config (the same
+   * frozen arrays of every kind: the store hands the committed config over as
+   * it was prepared); translated now if it is still waiting for its turn. The
+   * preparation is used up either way.
+   */
+  private preparedFor(state: State): EnvoyResources | undefined {
+    const prepared = this.prepared;
+    if (!prepared || !KINDS.every((kind) => prepared.config[kind] === state[kind])) return undefined;
+    this.dropPrepared();
+    return prepared.resources ?? this.translateTimed(state);
+  }
+
+  private dropPrepared(): void {
+    if (this.prepared?.timer) clearImmediate(this.prepared.timer);
+    this.prepared = undefined;
   }
 
   /** Hands the snapshot to the cache unless a newer one got there first. */

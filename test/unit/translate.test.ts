@@ -3,6 +3,7 @@
 // Envoy binary in --mode validate (skipped when Envoy is not installed).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -367,6 +368,52 @@ describe('translate: TranslationCache', () => {
     assert.deepEqual(translate(second, OPTIONS, cache), translate(second, OPTIONS));
     const kept = [...cache.routes.entries()].filter(([name, entry]) => entries.get(name) === entry).map(([name]) => name);
     assert.deepEqual(kept.sort(), first.routes.slice(1).map((r) => r.name).sort(), 'every shared route kept its entry without re-keying');
+  });
+});
+
+describe('translate: TranslationCache across one-object commits (shared objects, as the store shares them)', () => {
+  // Routes built to collide in match order (priority, path kind and length, methods) across a few host patterns,
+  // plus auth and CORS that switch filters on and off: the incremental route order, filter needs and the
+  // cached listener must give what a fresh translation gives, after every step.
+  const routeSpec = fc.record({
+    id: fc.integer({ min: 0, max: 30 }),
+    hosts: fc.subarray(['a.example', 'b.example', '*.example', '*'], { minLength: 1 }),
+    kind: fc.constantFrom('prefix', 'exact', 'regex'),
+    len: fc.integer({ min: 1, max: 3 }),
+    priority: fc.integer({ min: 0, max: 2 }),
+    methods: fc.boolean(),
+    auth: fc.boolean(),
+    cors: fc.boolean(),
+  });
+  const toRoute = (r: { id: number; hosts: string[]; kind: string; len: number; priority: number; methods: boolean; auth: boolean; cors: boolean }) => ({
+    name: `r${r.id}`,
+    hosts: r.hosts,
+    priority: r.priority,
+    match: { path: r.kind === 'regex' ? { regex: `/x${'y'.repeat(r.len)}/.*` } : { [r.kind]: `/${'p'.repeat(r.len)}` }, ...(r.methods ? { methods: ['GET'] } : {}) },
+    action: { upstream: 'a' },
+    ...(r.auth ? { auth: { mode: 'api_key' } } : {}),
+    ...(r.cors ? { cors: { allow_origins: ['https://a.example'] } } : {}),
+  });
+  const byName = <T extends { name: string }>(list: T[]) => [...list].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+
+  it('gives what a fresh translation gives after every add, replace and delete', () => {
+    // 150 random series of up to 12 steps; a mismatch is deterministic, not statistical.
+    fc.assert(
+      fc.property(fc.array(routeSpec, { minLength: 1, maxLength: 8 }), fc.array(fc.tuple(fc.constantFrom('put', 'delete'), routeSpec), { maxLength: 12 }), (initial, steps) => {
+        const cache = createTranslationCache();
+        const options = { ...OPTIONS, authz: { clusterName: 'sluice_authz', host: '127.0.0.1', port: 9001 } };
+        const parse = (spec: (typeof initial)[number]) => StateSchema.parse({ ...smallState([]), routes: [toRoute(spec)] }).routes[0]!;
+        let state = { ...smallState([]), routes: byName([...new Map(initial.map((spec) => [spec.id, parse(spec)])).values()]) };
+        assert.deepEqual(translate(state, options, cache), translate(state, options));
+        for (const [op, spec] of steps) {
+          const others = state.routes.filter((route) => route.name !== `r${spec.id}`);
+          // Every route not touched stays the same object, as in the store's next revision.
+          state = { ...state, revision: state.revision + 1, routes: byName(op === 'put' ? [...others, parse(spec)] : others) };
+          assert.deepEqual(translate(state, options, cache), translate(state, options));
+        }
+      }),
+      { numRuns: 150 },
+    );
   });
 });
 

@@ -12,7 +12,7 @@ import {
   type DeclarativeConfig, type Issue, type Kind, type State,
 } from '../model/index.ts';
 import { deepFreeze } from './frozen.ts';
-import type { PrismaClient } from './prisma.ts';
+import { poolOf, type PrismaClient } from './prisma.ts';
 import {
   changeSetOf, DEFAULT_HISTORY, needsCheckpoint, pruneHistory, reconstruct, replay, rowsAfter, sortedKeys,
   type ChangeSet, type CredentialKey, type PruneResult, type RevisionHistorySettings, type RevisionSnapshot, type SinceCheckpoint,
@@ -206,6 +206,7 @@ export class ConfigStore {
   /** Settles when this process's previous commit has (see commit). */
   private localTurn: Promise<unknown> = Promise.resolve();
   private readonly committedListeners = new Set<(revision: number, snapshot: RevisionSnapshot) => void>();
+  private readonly preparedListeners = new Set<(config: DeclarativeConfig) => void>();
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -255,6 +256,30 @@ export class ConfigStore {
   onCommitted(listener: (revision: number, snapshot: RevisionSnapshot) => void): () => void {
     this.committedListeners.add(listener);
     return () => this.committedListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` with the config a commit is about to make durable, once its
+   * statement is on its way to Postgres and before it is known to have
+   * committed: work that only depends on the config (translation) can run while
+   * Postgres syncs its log. The config may never be committed (the statement
+   * can fail or find the head moved), so nothing may act on it yet: a commit
+   * is announced by onCommitted, with these same (frozen) arrays.
+   */
+  onPrepared(listener: (config: DeclarativeConfig) => void): () => void {
+    this.preparedListeners.add(listener);
+    return () => this.preparedListeners.delete(listener);
+  }
+
+  /** Tells the prepared listeners (their failures are theirs: the commit goes on). */
+  private announcePrepared(config: DeclarativeConfig): void {
+    for (const listener of this.preparedListeners) {
+      try {
+        listener(config);
+      } catch {
+        // A listener's failure never affects the commit.
+      }
+    }
   }
 
   /**
@@ -330,7 +355,8 @@ export class ConfigStore {
   async get(kind: Kind, name: string): Promise<StoredObject | undefined> {
     // Raw: every object write reads its object back, and a model query costs twice the CPU (its query compilation).
     const keyPrefix = kind === 'credentials' ? ', key_prefix AS "keyPrefix"' : '';
-    const [row] = await this.prisma.$queryRawUnsafe<Row[]>(
+    const [row] = await rawRows<Row>(
+      this.prisma,
       `SELECT name, spec, version, created_at AS "createdAt", updated_at AS "updatedAt"${keyPrefix} FROM ${TABLES[kind]} WHERE name = $1`,
       name,
     );
@@ -486,7 +512,9 @@ export class ConfigStore {
     const snapshotJson = checkpoint ? JSON.stringify(nextSnapshot) : null;
     // One statement writes the revision, its audit rows and the rows of the
     // plain kinds (see writeRevision): one round trip for a typical write.
-    const revisionId = await writeRevision(tx, { actor, message: withheldNote(message, keysWithheld), snapshotJson, changesJson, parent: currentRevision }, diff, alone);
+    const writing = writeRevision(tx, { actor, message: withheldNote(message, keysWithheld), snapshotJson, changesJson, parent: currentRevision }, diff, alone);
+    this.announcePrepared(next); // the statement is sent: its round trip and fsync overlap the listeners' work
+    const revisionId = await writing;
     if (revisionId === undefined) throw new StaleHead();
     const nextSince: SinceCheckpoint = checkpoint ? { revisions: 0, bytes: 0 } : { revisions: since.revisions + 1, bytes: since.bytes + changeBytes };
     await recordRevocations(tx, droppedKeys(current.credential_keys, draft.keys), revisionId);
@@ -792,7 +820,9 @@ async function writeRevision(
     if (has('create')) writes.push(`INSERT INTO ${table} (name, spec) SELECT x.name, x.after FROM (${input('create')}) AS x`);
     if (has('update')) writes.push(`UPDATE ${table} AS t SET spec = x.after, version = t.version + 1, updated_at = now() FROM (${input('update')}) AS x WHERE t.name = x.name`);
   }
-  const [revision] = await prisma.$queryRawUnsafe<Array<{ id: bigint }>>(
+  // Alone (not in a transaction), the statement goes through the pool (rawRows): the typical write's one round trip.
+  const [revision] = await rawRows<{ id: bigint | string }>(
+    prisma,
     `WITH ${takeLock ? LOCKED_HEAD : TRANSACTION_HEAD},
      revision AS (
        INSERT INTO revisions (author, message, snapshot, changes)
@@ -814,7 +844,20 @@ async function writeRevision(
     JSON.stringify(changes),
     BigInt(row.parent),
   );
-  return revision?.id;
+  return revision === undefined ? undefined : BigInt(revision.id); // node-postgres gives int8 as text
+}
+
+/**
+ * One raw statement's rows: through the node-postgres pool under `prisma` when
+ * it has one (poolOf: not inside a transaction, whose client is not a pool's),
+ * skipping Prisma's query pipeline; else through Prisma. Same SQL, same
+ * parameters, same row shapes (json parsed, timestamps as Dates), except int8
+ * (text from the pool: callers convert).
+ */
+async function rawRows<T>(prisma: PrismaClient, sql: string, ...values: unknown[]): Promise<T[]> {
+  const pool = poolOf(prisma);
+  if (!pool) return prisma.$queryRawUnsafe<T[]>(sql, ...values);
+  return (await pool.query(sql, values)).rows as T[];
 }
 
 /** The head inside a transaction that holds the write lock: the newest revision its statement sees. */

@@ -13,7 +13,7 @@
 //
 // Postgres away: flushes and heartbeats fail quietly and are retried; the
 // local view keeps working (admin/fleet.ts reads the local registry first).
-import type { PrismaClient } from './prisma.ts';
+import { poolOf, type PrismaClient } from './prisma.ts';
 
 /** One Envoy stream as the registry describes it (xds/registry.ts NodeStatus fits). */
 export interface FleetNodeRecord {
@@ -306,11 +306,13 @@ export async function remoteFleetNodes(prisma: PrismaClient, replicaId: string):
  * (this replica judges them from its own registry).
  */
 export async function remoteNodesBehind(prisma: PrismaClient, replicaId: string, revision: number, localNodeIds: string[]): Promise<number> {
-  // Raw: asked on every `?wait=applied` write, and a model query costs twice the CPU (its query compilation).
-  const [row] = await prisma.$queryRaw<Array<{ behind: number }>>`
-    SELECT count(*)::int AS behind FROM fleet_nodes
-    WHERE connected AND replica_id <> ${replicaId} AND NOT (node_id = ANY(${localNodeIds}::text[]))
-      AND (authenticated OR has_acked) AND (synced_revision IS NULL OR synced_revision < ${BigInt(revision)})`;
+  // Raw, and through the pool when there is one (poolOf): asked on every `?wait=applied` write.
+  const sql = `SELECT count(*)::int AS behind FROM fleet_nodes
+    WHERE connected AND replica_id <> $1 AND NOT (node_id = ANY($2::text[]))
+      AND (authenticated OR has_acked) AND (synced_revision IS NULL OR synced_revision < $3)`;
+  const values = [replicaId, localNodeIds, BigInt(revision)];
+  const pool = poolOf(prisma);
+  const [row] = pool ? (await pool.query<{ behind: number }>(sql, values)).rows : await prisma.$queryRawUnsafe<Array<{ behind: number }>>(sql, ...values);
   return row?.behind ?? 0;
 }
 

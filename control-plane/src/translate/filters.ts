@@ -83,18 +83,24 @@ export const DEFAULT_AUTHZ_TIMEOUT_MS = 500;
 export const DEFAULT_RATELIMIT_TIMEOUT_MS = 500;
 
 export function filterNeeds(state: State, options: TranslateOptions, policies: ReadonlyMap<string, RateLimitPolicy>): FilterNeeds {
-  const forwarding = state.routes.filter((route) => isForwarding(route.action));
-  const authed = options.authz === undefined ? [] : state.routes.filter((route) => route.auth.mode !== 'none');
-  // Without policies no route has any: skip three walks over every route.
+  // One pass, no intermediate arrays: this runs on every revision over every route.
+  const authzOn = options.authz !== undefined;
+  // Without policies no route has any: the policy lookups are skipped.
   const limited = policies.size > 0;
-  return {
-    cors: state.routes.some((route) => route.cors !== undefined),
-    extAuthz: authed.length > 0,
-    extAuthzFailOpen: authed.some(failsOpen),
-    localRateLimit: limited && forwarding.some((route) => localShieldPolicy(route, policies) !== undefined),
-    rateLimit: limited && options.ratelimit !== undefined && forwarding.some((route) => knownPolicies(route, policies).length > 0),
-    rateLimitFailClosed: limited && options.ratelimit !== undefined && forwarding.some((route) => failsClosed(route, policies)),
-  };
+  const ratelimitOn = limited && options.ratelimit !== undefined;
+  const needs: FilterNeeds = { cors: false, extAuthz: false, extAuthzFailOpen: false, localRateLimit: false, rateLimit: false, rateLimitFailClosed: false };
+  for (const route of state.routes) {
+    if (route.cors !== undefined) needs.cors = true;
+    if (authzOn && route.auth.mode !== 'none') {
+      needs.extAuthz = true;
+      if (failsOpen(route)) needs.extAuthzFailOpen = true;
+    }
+    if (!limited || !isForwarding(route.action)) continue;
+    if (!needs.localRateLimit && localShieldPolicy(route, policies) !== undefined) needs.localRateLimit = true;
+    if (ratelimitOn && !needs.rateLimit && knownPolicies(route, policies).length > 0) needs.rateLimit = true;
+    if (ratelimitOn && !needs.rateLimitFailClosed && failsClosed(route, policies)) needs.rateLimitFailClosed = true;
+  }
+  return needs;
 }
 
 // ---- listener side -------------------------------------------------------------

@@ -6,7 +6,7 @@ import type { RateLimitPolicy, State, Upstream } from '../model/index.ts';
 import { type MessageName, encode, typeUrl } from '../proto/codec.ts';
 import type { Cluster } from '../proto/codec.ts';
 import { serviceCluster, upstreamCluster, upstreamLoadAssignment, usesEds } from './clusters.ts';
-import { type FilterContext, filterNeeds, httpFilters } from './filters.ts';
+import { type FilterContext, type FilterNeeds, filterNeeds, httpFilters, strippedHeaders } from './filters.ts';
 import { accessLogs } from './access-log.ts';
 import { httpListener } from './listener.ts';
 import { routeConfigName } from './names.ts';
@@ -56,17 +56,10 @@ export function translate(state: State, options: TranslateOptions, cache?: Trans
   const routeContext: RouteContext = { ...filterContext, upstreams };
   const sortedUpstreams = sortedBy(state.upstreams, (u) => u.name);
 
-  const listener = httpListener(
-    options.listenerAddress ?? '0.0.0.0',
-    options.listenerPort,
-    httpFilters(state, needs, options),
-    edgeOptions(options.edge),
-    { access_log: accessLogs(options.accessLog), ...traceContext(options.tracing) },
-  );
   const routesName = routeConfigName(options.listenerPort);
   const routeConfig = encodeRouteConfiguration(routesName, state.routes, routeContext, cache);
   return {
-    listeners: [resource('envoy.config.listener.v3.Listener', listener.name!, listener)],
+    listeners: [listenerResource(state, needs, options, cache)],
     routes: [encoded(typeUrl('envoy.config.route.v3.RouteConfiguration'), routesName, routeConfig)],
     clusters: byName(
       [...sortedUpstreams.map((u) => upstreamCluster(u, options)), ...serviceClusters(options)].map((cluster) =>
@@ -81,6 +74,26 @@ export function translate(state: State, options: TranslateOptions, cache?: Trans
       ? rateLimitConfigs(state, options.ratelimit.domain).map((config) => resource(RATELIMIT_CONFIG_MESSAGE, config.name!, config))
       : [],
   };
+}
+
+/**
+ * The listener, reused from the cache when built from the same options object
+ * and the same needs and stripped headers (everything it reads from a State).
+ */
+function listenerResource(state: State, needs: FilterNeeds, options: TranslateOptions, cache: TranslationCache | undefined): XdsResource {
+  const key = JSON.stringify([needs, strippedHeaders(state)]);
+  const memo = cache?.listener;
+  if (memo && memo.options === options && memo.key === key) return memo.resource;
+  const listener = httpListener(
+    options.listenerAddress ?? '0.0.0.0',
+    options.listenerPort,
+    httpFilters(state, needs, options),
+    edgeOptions(options.edge),
+    { access_log: accessLogs(options.accessLog), ...traceContext(options.tracing) },
+  );
+  const built = resource('envoy.config.listener.v3.Listener', listener.name!, listener);
+  if (cache) cache.listener = { options, key, resource: built };
+  return built;
 }
 
 /**

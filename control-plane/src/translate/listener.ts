@@ -6,6 +6,17 @@ import { HCM_FILTER, listenerName, routeConfigName } from './names.ts';
 import type { EdgeOptions } from './options.ts';
 import { adsConfigSource, bool, duration, socketAddress, typed, uint32 } from './util.ts';
 
+/**
+ * The listener resource of the last translation and what it was built from:
+ * the options object and the filter needs and stripped headers (as JSON). A
+ * translation with the same three reuses it (TranslationCache).
+ */
+export interface ListenerMemo {
+  options: object;
+  key: string;
+  resource: { typeUrl: string; name: string; version: string; value: Uint8Array };
+}
+
 /** `observability`: access log and trace-context fields (access-log.ts, tracing.ts) merged into the HCM. */
 export function httpListener(address: string, port: number, httpFilters: HttpFilter[], edge: EdgeOptions, observability: HttpConnectionManager = {}): Listener {
   return {

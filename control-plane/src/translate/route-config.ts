@@ -10,8 +10,9 @@ import type { RateLimitPolicy, Route, Upstream } from '../model/index.ts';
 import { referencedUpstreams, routePolicies } from '../model/index.ts';
 import { encode } from '../proto/codec.ts';
 import { type RouteContext, envoyRoutes } from './routes.ts';
-import { concatBytes, lengthDelimited } from './util.ts';
-import { planVirtualHosts } from './vhosts.ts';
+import { concatBytes, fieldHeader, lengthDelimited } from './util.ts';
+import { type VirtualHostMemo, planVirtualHosts } from './vhosts.ts';
+import type { ListenerMemo } from './listener.ts';
 
 /** Field numbers: RouteConfiguration.virtual_hosts and VirtualHost.routes. */
 const VIRTUAL_HOSTS_FIELD = 2;
@@ -23,6 +24,10 @@ export interface TranslationCache {
   routes: Map<string, CachedRoute>;
   /** The last translation's policies and upstream hash keys (when unchanged, an identical route is a hit at once). */
   inputs?: SharedInputs;
+  /** The last translation's route order per host pattern (vhosts.ts). */
+  virtualHosts?: VirtualHostMemo;
+  /** The last translation's listener (index.ts). */
+  listener?: ListenerMemo;
 }
 
 interface SharedInputs {
@@ -37,14 +42,14 @@ interface SharedInputs {
  * Unchanged config objects are the same objects from one revision to the next
  * (the store shares and freezes them), so a hit is usually decided by identity;
  * equal content in new objects (a State read back from Postgres) falls back to
- * comparing the canonical key.
+ * comparing them as JSON would (sameJson). No serialized key is kept: at 10,000
+ * routes such keys held ~2.6 MiB and cost a stringify per miss.
  */
 interface CachedRoute {
   route: Route;
   contextKey: string;
   policies: RateLimitPolicy[];
   hashKeys: Array<Upstream['hash_key'] | null>;
-  key?: string;
   bytes: Uint8Array;
 }
 
@@ -74,31 +79,35 @@ export function encodeRouteConfiguration(name: string, routes: readonly Route[],
   // Policies and hash keys as last time: a route that is the same object is a hit outright.
   const inputsUnchanged = cache !== undefined && sameInputs(cache.inputs, inputs!);
   const routeBytes = (route: Route): Uint8Array => {
-    let bytes = byName.get(route.name);
-    if (bytes) return bytes;
     if (cache) {
+      // `fresh` doubles as this translation's record of routes done (a route can sit in several virtual hosts).
+      const done = fresh.get(route.name);
+      if (done) return done.bytes;
       const previous = cache.routes.get(route.name);
       const entry = inputsUnchanged && previous?.route === route && previous.contextKey === contextKey ? previous : cachedRoute(previous, route, ctx, contextKey);
       fresh.set(route.name, entry);
-      bytes = entry.bytes;
-    } else {
-      bytes = encodeEnvoyRoutes(route, ctx);
+      return entry.bytes;
     }
-    byName.set(route.name, bytes);
+    let bytes = byName.get(route.name);
+    if (!bytes) byName.set(route.name, (bytes = encodeEnvoyRoutes(route, ctx)));
     return bytes;
   };
-  const virtualHosts = planVirtualHosts(routes).map((plan) =>
-    concatBytes([encode('envoy.config.route.v3.VirtualHost', { name: plan.name, domains: plan.domains }), ...plan.routes.map(routeBytes)]),
-  );
+  if (cache) cache.virtualHosts ??= {};
+  // Each virtual host as its pieces (its own fields, then its routes' bytes), framed below without joining them first.
+  const virtualHosts = planVirtualHosts(routes, cache?.virtualHosts).map((plan) => [
+    encode('envoy.config.route.v3.VirtualHost', { name: plan.name, domains: plan.domains }),
+    ...plan.routes.map(routeBytes),
+  ]);
   // Keep only what this translation used, so the cache holds one revision's routes.
   if (cache) {
     cache.routes = fresh;
     cache.inputs = inputs;
   }
+  // One copy into the result: a ~300 KB table copied three times cost more than encoding the changed route.
   return concatBytes([
     // Host:port and Host match the same virtual host.
     encode('envoy.config.route.v3.RouteConfiguration', { name, ignore_port_in_host_matching: true }),
-    ...virtualHosts.map((bytes) => lengthDelimited(VIRTUAL_HOSTS_FIELD, bytes)),
+    ...virtualHosts.flatMap((pieces) => [fieldHeader(VIRTUAL_HOSTS_FIELD, pieces.reduce((sum, piece) => sum + piece.length, 0)), ...pieces]),
   ]);
 }
 
@@ -114,11 +123,58 @@ function cachedRoute(previous: CachedRoute | undefined, route: Route, ctx: Route
   if (previous && previous.route === route && previous.contextKey === contextKey && sameItems(previous.policies, policies) && sameItems(previous.hashKeys, hashKeys)) {
     return previous;
   }
-  const key = JSON.stringify([contextKey, route, policies, hashKeys]);
-  if (previous && previous.key === key) return { route, contextKey, policies, hashKeys, key, bytes: previous.bytes };
-  return { route, contextKey, policies, hashKeys, key, bytes: encodeEnvoyRoutes(route, ctx) };
+  const sameContent = previous !== undefined && previous.contextKey === contextKey && sameJson(previous.route, route) && sameJson(previous.policies, policies) && sameJson(previous.hashKeys, hashKeys);
+  return { route, contextKey, policies, hashKeys, bytes: sameContent ? previous.bytes : encodeEnvoyRoutes(route, ctx) };
 }
 
 function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
   return a.length === b.length && a.every((item, i) => item === b[i]);
+}
+
+/**
+ * True when JSON.stringify(a) === JSON.stringify(b), without building either
+ * string: the same members in the same order (those JSON drops, undefined and
+ * functions, ignored), an array's holes and undefineds as null, non-finite
+ * numbers as null. Config objects are JSON-shaped (parsed, then validated).
+ */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  const ja = jsonScalar(a);
+  const jb = jsonScalar(b);
+  if (ja !== OBJECT || jb !== OBJECT) return ja === jb;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const other = b as unknown[];
+    if (a.length !== other.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(arrayItem(a[i]), arrayItem(other[i]))) return false;
+    return true;
+  }
+  const ka = jsonKeys(a as Record<string, unknown>);
+  const kb = jsonKeys(b as Record<string, unknown>);
+  if (ka.length !== kb.length) return false;
+  for (let i = 0; i < ka.length; i++) {
+    if (ka[i] !== kb[i] || !sameJson((a as Record<string, unknown>)[ka[i]!], (b as Record<string, unknown>)[kb[i]!])) return false;
+  }
+  return true;
+}
+
+/** Marks a value JSON writes as an object or array (compared member by member). */
+const OBJECT = Symbol('object');
+
+/** What JSON.stringify writes for a non-object value (undefined when it omits it); OBJECT for objects and arrays. */
+function jsonScalar(value: unknown): string | number | boolean | null | undefined | typeof OBJECT {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
+  if (typeof value === 'number') return Number.isFinite(value) ? value : null;
+  if (typeof value === 'object') return typeof (value as { toJSON?: unknown }).toJSON === 'function' ? JSON.stringify(value) : OBJECT;
+  return undefined; // undefined, functions, symbols (bigint throws in JSON; never in config)
+}
+
+/** In an array JSON writes undefined and functions as null. */
+function arrayItem(value: unknown): unknown {
+  return value === undefined || typeof value === 'function' || typeof value === 'symbol' ? null : value;
+}
+
+/** The members JSON.stringify writes, in its order. */
+function jsonKeys(object: Record<string, unknown>): string[] {
+  return Object.keys(object).filter((k) => jsonScalar(object[k]) !== undefined);
 }

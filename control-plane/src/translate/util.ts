@@ -91,13 +91,12 @@ export function socketAddress(address: string, port: number): { socket_address: 
  * sub-messages can be spliced into a parent without re-encoding them.
  */
 export function lengthDelimited(fieldNumber: number, bytes: Uint8Array): Uint8Array {
-  const tag = varint(fieldNumber * 8 + 2);
-  const length = varint(bytes.length);
-  const out = new Uint8Array(tag.length + length.length + bytes.length);
-  out.set(tag, 0);
-  out.set(length, tag.length);
-  out.set(bytes, tag.length + length.length);
-  return out;
+  return concatBytes([fieldHeader(fieldNumber, bytes.length), bytes]);
+}
+
+/** The tag and length that precede `length` bytes of a length-delimited field (its body follows as separate pieces). */
+export function fieldHeader(fieldNumber: number, length: number): Uint8Array {
+  return Uint8Array.from([...varint(fieldNumber * 8 + 2), ...varint(length)]);
 }
 
 function varint(value: number): number[] {

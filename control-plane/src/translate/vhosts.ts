@@ -26,17 +26,69 @@ export interface VirtualHostPlan {
   routes: Route[];
 }
 
-export function planVirtualHosts(routes: readonly Route[]): VirtualHostPlan[] {
+/**
+ * Each host pattern's routes in match order from the previous plan. Passed to
+ * successive calls (TranslationCache), it lets a one-route change re-order one
+ * route instead of sorting every route again; the plan is the same without it.
+ */
+export interface VirtualHostMemo {
+  orders?: Map<string, readonly Route[]>;
+}
+
+export function planVirtualHosts(routes: readonly Route[], memo?: VirtualHostMemo): VirtualHostPlan[] {
   const groups = new Map<string, VirtualHostPlan>();
-  for (const [domain, listed] of [...routesByDomain(routes)].sort((a, b) => compareStrings(a[0], b[0]))) {
-    const ordered = [...listed].sort(compareRoutes);
-    const key = ordered.map((route) => route.name).join('\n');
+  const orders = new Map<string, readonly Route[]>();
+  const byDomain = [...routesByDomain(routes)].sort((a, b) => compareStrings(a[0], b[0]));
+  for (const [domain, listed] of byDomain) {
+    const ordered = orderedRoutes(listed, memo?.orders?.get(domain));
+    orders.set(domain, ordered);
+    // Domains holding the same routes share a virtual host (one domain: nothing to compare).
+    const key = byDomain.length === 1 ? '' : ordered.map((route) => route.name).join('\n');
     const group = groups.get(key);
     if (group) group.domains.push(domain);
-    else groups.set(key, { name: '', domains: [domain], routes: ordered });
+    else groups.set(key, { name: '', domains: [domain], routes: [...ordered] });
   }
+  if (memo) memo.orders = orders;
   const plans = [...groups.values()].map((plan) => ({ ...plan, name: virtualHostName(plan.domains) }));
   return plans.sort((a, b) => lastResortRank(a) - lastResortRank(b) || compareStrings(a.name, b.name));
+}
+
+/**
+ * `listed` in match order. With the previous order of the same domain, the
+ * routes kept from it (the same objects, so the same place in the order) stay
+ * in that order and only the new ones are sorted and merged in.
+ */
+function orderedRoutes(listed: readonly Route[], previous: readonly Route[] | undefined): readonly Route[] {
+  if (!previous) return [...listed].sort(compareRoutes);
+  const added = new Set(listed);
+  if (added.size !== listed.length) return [...listed].sort(compareRoutes); // a route listing a host twice: as it always was
+  // Taking the kept ones out of the set leaves the new ones in it.
+  const kept = previous.filter((route) => added.delete(route));
+  return added.size === 0 ? kept : insertOrdered(kept, [...added].sort(compareRoutes));
+}
+
+/**
+ * `added` (in match order) put into `kept` (in match order): each one's place
+ * found by binary search from the previous one's, so a few new routes cost a
+ * few comparisons each, not one per kept route.
+ */
+function insertOrdered(kept: readonly Route[], added: readonly Route[]): Route[] {
+  const out: Route[] = [];
+  let from = 0;
+  for (const route of added) {
+    let low = from;
+    let high = kept.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (compareRoutes(kept[middle]!, route) < 0) low = middle + 1;
+      else high = middle;
+    }
+    for (let i = from; i < low; i++) out.push(kept[i]!);
+    out.push(route);
+    from = low;
+  }
+  for (let i = from; i < kept.length; i++) out.push(kept[i]!);
+  return out;
 }
 
 function routesByDomain(routes: readonly Route[]): Map<string, Route[]> {
