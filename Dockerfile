@@ -22,7 +22,17 @@ RUN bash scripts/gen-proto-types.sh \
 # Stage 2: the runtime. Node 20, the app and its production dependencies only,
 # run as the unprivileged `node` user. Postgres is external (DATABASE_URL).
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production
+# Memory (issue 12, bench/RESULTS.md); scripts/start.sh and the propagation bench
+# set the same (test/unit/runtime-env.test.ts). glibc malloc: two arenas instead of
+# one per thread (the request-path worker's, libuv's and V8's threads each keep
+# fragments of their own after a peak), and a fixed 128 KiB mmap threshold (glibc
+# otherwise raises it after large frees, so later multi-MiB buffers come from the
+# heap and stay resident). --expose-gc: main.ts collects once quiet after start-up
+# and after a publish that grew the heap (its quietCollector).
+ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072 \
+    NODE_OPTIONS=--expose-gc
 WORKDIR /app
 COPY --from=build --chown=node:node /app /app
 USER node

@@ -12,7 +12,7 @@
 // Settings (environment): SCENARIOS=new,bulk,rss  ENVOYS=1,10  ROUTES=1000,10000
 //   SAMPLES=50  BULK_SAMPLES=5  BULK_ENVOYS=10  RSS_ENVOYS=10  RSS_ROUTES=10000
 //   PROBE_MS=5  XDS=sotw|delta  CONTROL_PLANE=compiled|tsx (compiled, as production runs it: scripts/build.sh)
-//   CONTROL_PLANE_NODE_ARGS='' (extra node flags for the control plane)
+//   CONTROL_PLANE_NODE_ARGS='' (extra node flags for the control plane)  PRODUCTION_ENV=0 (without production's memory settings)
 import { execFileSync } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -75,6 +75,14 @@ const CONTROL_PLANE = process.env.CONTROL_PLANE ?? 'compiled';
 if (!['compiled', 'tsx'].includes(CONTROL_PLANE)) throw new Error(`CONTROL_PLANE: '${CONTROL_PLANE}' (compiled, tsx)`);
 /** Production runs the compiled build (scripts/start.sh, the Dockerfile); tsx is what the tests run. */
 const COMPILED = CONTROL_PLANE === 'compiled';
+/**
+ * The environment production gives the compiled control plane (the Dockerfile's ENV,
+ * scripts/start.sh; test/unit/runtime-env.test.ts keeps the three equal), so the
+ * bench measures what runs: malloc settings and --expose-gc for main.ts's quiet collections.
+ */
+const PRODUCTION_ENV: Record<string, string> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', NODE_OPTIONS: '--expose-gc' };
+/** PRODUCTION_ENV=0 leaves it out (an A/B of those settings). */
+const CONTROL_PLANE_ENV = COMPILED && process.env.PRODUCTION_ENV !== '0' ? PRODUCTION_ENV : {};
 /** Extra node flags for the control plane, e.g. CONTROL_PLANE_NODE_ARGS='--cpu-prof' (space-separated). */
 const CONTROL_PLANE_NODE_ARGS = (process.env.CONTROL_PLANE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
@@ -423,15 +431,52 @@ function readMemory(sluice: System, reference: System, postmasterPid: number): M
   return { sluice: processMemory(sluice.pid), reference: processMemory(reference.pid), postgres: processTreePssMiB(postmasterPid) };
 }
 
-function printMemory(idle: MemoryReading | undefined, loaded: MemoryReading | undefined, loadedWhat: string): void {
+/** Memory of both systems at one moment, after `what`. */
+interface LabelledReading {
+  what: string;
+  budgetMiB: number;
+  reading: MemoryReading;
+}
+
+/** How long RSS must stop falling, and the bounds of the wait, for a "settled" reading. */
+const SETTLED_FLAT_MS = 10_000;
+const SETTLED_MIN_MS = 30_000;
+const SETTLED_MAX_MS = 90_000;
+
+/**
+ * Reads memory 3 s after `since` (the point the earlier results used), then waits until Sluice's RSS has not fallen by more than 1 MiB for
+ * SETTLED_FLAT_MS, at least SETTLED_MIN_MS after `since` (V8's memory reducer
+ * and malloc trimming act some seconds after the last work) and at most
+ * SETTLED_MAX_MS, and reads again. Both systems are read at the same moments.
+ */
+async function readEarlyAndSettled(sluice: System, reference: System, postmasterPid: number, since: number, what: string, budgetMiB: number): Promise<LabelledReading[]> {
+  await sleep(Math.max(0, since + 3_000 - performance.now()));
+  const early: LabelledReading = { what: `${what}, 3 s after`, budgetMiB, reading: readMemory(sluice, reference, postmasterPid) };
+  let lowest = early.reading.sluice.rssMiB;
+  let lowestAt = performance.now();
+  for (;;) {
+    await sleep(1_000);
+    const now = performance.now();
+    const rss = processMemory(sluice.pid).rssMiB;
+    if (rss < lowest - 1) {
+      lowest = rss;
+      lowestAt = now;
+    }
+    const flat = now - lowestAt >= SETTLED_FLAT_MS && now - since >= SETTLED_MIN_MS;
+    if (flat || now - since >= SETTLED_MAX_MS) {
+      const label = `${what}, settled (${((now - since) / 1_000).toFixed(0)} s after${flat ? '' : ', still falling'})`;
+      return [early, { what: label, budgetMiB, reading: readMemory(sluice, reference, postmasterPid) }];
+    }
+  }
+}
+
+function printMemory(readings: readonly LabelledReading[]): void {
   const rows: string[][] = [];
   const mib = (n: number) => `${n.toFixed(0)} MiB`;
-  const line = (what: string, m: MemoryReading, budget: number) => {
-    rows.push([`${what}: control-plane RSS (peak so far)`, `${mib(m.sluice.rssMiB)} (${mib(m.sluice.peakMiB)})`, `${mib(m.reference.rssMiB)} (${mib(m.reference.peakMiB)})`, fmtRatio(m.sluice.rssMiB / m.reference.rssMiB), `≤ ${budget} MiB`, verdict(m.sluice.rssMiB <= budget)]);
+  for (const { what, reading: m, budgetMiB } of readings) {
+    rows.push([`${what}: control-plane RSS (peak so far)`, `${mib(m.sluice.rssMiB)} (${mib(m.sluice.peakMiB)})`, `${mib(m.reference.rssMiB)} (${mib(m.reference.peakMiB)})`, fmtRatio(m.sluice.rssMiB / m.reference.rssMiB), `≤ ${budgetMiB} MiB`, verdict(m.sluice.rssMiB <= budgetMiB)]);
     rows.push([`${what}: Sluice's Postgres, PSS of ${m.postgres.processes} processes`, mib(m.postgres.pssMiB), '— (no database)', '', 'not budgeted', '']);
-  };
-  if (idle) line('idle (no routes, no Envoys, after start)', idle, 120);
-  if (loaded) line(loadedWhat, loaded, 300);
+  }
   console.log('\n### Control-plane memory (VmRSS of the running process)\n');
   console.log(table(['what', 'Sluice', 'reference', 'ratio', 'budget', ''], rows));
 }
@@ -460,7 +505,7 @@ function machineLine(): string {
 }
 
 console.log(machineLine());
-console.log(`settings: SCENARIOS=${[...SCENARIOS].join(',')} ENVOYS=${ENVOYS.join(',')} ROUTES=${ROUTES.join(',')} SAMPLES=${SAMPLES} BULK_SAMPLES=${BULK_SAMPLES} BULK_ENVOYS=${BULK_ENVOYS} RSS_ENVOYS=${RSS_ENVOYS} RSS_ROUTES=${RSS_ROUTES} PROBE_MS=${PROBE_MS} XDS=${DELTA ? 'delta' : 'sotw'} ROUTE_STATS=${ROUTE_STATS} CONTROL_PLANE=${CONTROL_PLANE} CONTROL_PLANE_NODE_ARGS=${CONTROL_PLANE_NODE_ARGS.join(' ')}`);
+console.log(`settings: SCENARIOS=${[...SCENARIOS].join(',')} ENVOYS=${ENVOYS.join(',')} ROUTES=${ROUTES.join(',')} SAMPLES=${SAMPLES} BULK_SAMPLES=${BULK_SAMPLES} BULK_ENVOYS=${BULK_ENVOYS} RSS_ENVOYS=${RSS_ENVOYS} RSS_ROUTES=${RSS_ROUTES} PROBE_MS=${PROBE_MS} XDS=${DELTA ? 'delta' : 'sotw'} ROUTE_STATS=${ROUTE_STATS} CONTROL_PLANE=${CONTROL_PLANE} control-plane env: ${Object.entries(CONTROL_PLANE_ENV).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'} CONTROL_PLANE_NODE_ARGS=${CONTROL_PLANE_NODE_ARGS.join(' ')}`);
 
 // A durable Postgres (fsync on: no `fast`), thrown away at the end.
 const pgRoot = await mkdtemp(path.join(os.tmpdir(), 'sluice-bench-pg-'));
@@ -475,7 +520,7 @@ const systems: System[] = [];
 let exitCode = 0;
 try {
   if (COMPILED) execFileSync('bash', ['scripts/build.sh', '--if-stale'], { stdio: 'inherit' });
-  cp = await startControlPlane({ databaseUrl: db.url, env: { GATEWAY_ROUTE_STATS: ROUTE_STATS }, compiled: COMPILED, nodeArgs: CONTROL_PLANE_NODE_ARGS });
+  cp = await startControlPlane({ databaseUrl: db.url, env: { ...CONTROL_PLANE_ENV, GATEWAY_ROUTE_STATS: ROUTE_STATS }, compiled: COMPILED, nodeArgs: CONTROL_PLANE_NODE_ARGS });
   anchor = await startAnchor({ upstreamPort: upstream.port });
   const anchorPid = anchor.pid;
   // The Envoy and control-plane helpers kill their children on exit (e.g. Ctrl-C); the anchor's helper does not.
@@ -489,11 +534,12 @@ try {
   const sluice = sluiceSystem(cp, upstream.port);
   const reference = referenceSystem(anchor);
   systems.push(sluice, reference);
+  const started = performance.now();
 
-  let idle: MemoryReading | undefined;
+  const memory: LabelledReading[] = [];
   if (SCENARIOS.has('rss')) {
-    await sleep(3_000); // past start-up work (migrations, first publish)
-    idle = readMemory(sluice, reference, postmasterPid);
+    // Idle: 3 s after both control planes answered (past migrations and the first publish), then settled.
+    memory.push(...(await readEarlyAndSettled(sluice, reference, postmasterPid, started, 'idle (no routes, no Envoys), start', 120)));
   }
 
   if (SCENARIOS.has('new')) {
@@ -516,8 +562,11 @@ try {
     const envoys = RSS_ENVOYS;
     const routes = RSS_ROUTES;
     await arrange(systems, envoys, routes);
-    await sleep(3_000);
-    printMemory(idle, readMemory(sluice, reference, postmasterPid), `${envoys} Envoys, ${routes.toLocaleString('en')} routes`);
+    // Loaded on a fresh process (rss alone) differs from loaded after the other scenarios' writes: say which.
+    const before = [...SCENARIOS].filter((s) => s !== 'rss');
+    const history = before.length === 0 ? 'fresh process' : `after the ${before.join(' and ')} scenario${before.length > 1 ? 's' : ''}`;
+    memory.push(...(await readEarlyAndSettled(sluice, reference, postmasterPid, performance.now(), `${envoys} Envoys, ${routes.toLocaleString('en')} routes (${history}), arranged`, 300)));
+    printMemory(memory);
   }
   console.log(`\n${machineLine()}`);
 } catch (err) {

@@ -25,6 +25,10 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# The control plane's memory settings, as in the Dockerfile's ENV (why: there;
+# test/unit/runtime-env.test.ts keeps them equal). The other node processes here
+# inherit them, harmlessly.
+export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 NODE_OPTIONS=--expose-gc
 node control-plane/dist/main.js & pids+=($!)
 node --import tsx scripts/demo-upstream.ts & pids+=($!)
 for _ in $(seq 1 100); do curl -fs "$admin/healthz" >/dev/null 2>&1 && break; sleep 0.2; done

@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { buildAdminApp } from './admin/app.ts';
 import { configOrExit, type Config } from './config/env.ts';
 import { createLog, createLogger, type Log } from './log.ts';
+import { quietCollector } from './quiet-collector.ts';
 import { metricsArePublic } from './admin/metrics.ts';
 import { Publisher } from './publisher.ts';
 import { RequestPathWorker } from './request-path/host.ts';
@@ -106,6 +107,8 @@ async function main(): Promise<void> {
   exposeRateLimit(telemetry.registry, () => requestPath.metrics().ratelimit, STORE_LATENCY_BUCKETS_MS);
   log.info('sluice: request-path services listening', { authz: authzPort, ratelimit: requestPath.ratelimitPort, counters: config.redisUrl ? 'redis' : 'memory' });
 
+  const collectAfterGrowth = quietCollector(log);
+  closers.push(async () => collectAfterGrowth.stop());
   const publisher = new Publisher({
     loadState: () => store.loadState(),
     accept: ({ state, keys }) => {
@@ -139,7 +142,13 @@ async function main(): Promise<void> {
       },
     },
     log,
-    metrics: telemetry.publisher,
+    metrics: {
+      translated: (ms) => telemetry.publisher.translated(ms),
+      published: (revision, ms) => {
+        telemetry.publisher.published(revision, ms);
+        collectAfterGrowth.published();
+      },
+    },
   });
   // A commit through this replica goes to its fleet straight from memory; the
   // feed's NOTIFY for it then finds it published already.
@@ -152,6 +161,8 @@ async function main(): Promise<void> {
       publisher.notify(revision);
     }
   });
+  // Translated while the commit's fsync runs; used only once that config has committed.
+  store.onPrepared((config) => publisher.prepare(config));
   const feed = new ChangeFeed(db.url);
   feed.on('revision', (revision) => publisher.notify(revision));
   feed.on('connected', (connected) => log.info('sluice: change feed', { connected }));

@@ -1,0 +1,38 @@
+// The control plane's memory settings (glibc malloc and --expose-gc for main.ts's
+// quiet collections; why: the Dockerfile) are given in three places: the image's
+// ENV, scripts/start.sh, and the propagation bench's compiled launch, which must
+// measure what production runs. They must say the same.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const read = (file: string) => readFileSync(path.join(repoRoot, file), 'utf8');
+const NAMES = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'NODE_OPTIONS'];
+
+/** KEY=value pairs with one of NAMES as the key, from shell or Dockerfile text. */
+function settings(text: string): Record<string, string> {
+  const found: Record<string, string> = {};
+  for (const match of text.matchAll(/\b([A-Z_]+)=([^\s\\]+)/g)) if (NAMES.includes(match[1]!)) found[match[1]!] = match[2]!;
+  return found;
+}
+
+test("the image's ENV, scripts/start.sh and the propagation bench give the control plane the same memory settings", () => {
+  const dockerfile = read('Dockerfile').replace(/\\\n/g, ' ');
+  const runtimeStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  const envLines = runtimeStage.split('\n').filter((l) => /^ENV /.test(l)).join('\n');
+  const image = settings(envLines);
+  assert.deepEqual(Object.keys(image).sort(), [...NAMES].sort(), "the runtime stage's ENV sets each");
+
+  const start = read('scripts/start.sh').split('\n');
+  const launch = start.findIndex((l) => l.startsWith('node control-plane/dist/main.js '));
+  assert.ok(launch > 0, 'scripts/start.sh starts the compiled control plane');
+  assert.deepEqual(settings(start.slice(0, launch).filter((l) => /^export /.test(l)).join('\n')), image, 'scripts/start.sh exports them before the launch');
+
+  const bench = /const PRODUCTION_ENV[^=]*= (\{[^}]*\})/.exec(read('bench/propagation.bench.ts'));
+  assert.ok(bench, 'bench/propagation.bench.ts has PRODUCTION_ENV');
+  const benchEnv = JSON.parse(bench[1]!.replace(/'/g, '"').replace(/(\w+):/g, '"$1":')) as Record<string, string>;
+  assert.deepEqual(benchEnv, image, "the bench's compiled launch");
+});
