@@ -116,3 +116,20 @@ test('request-path worker: a thread that dies is replaced on the same ports, ans
   );
   assert.equal(decision.overall_code, 'OK', 'the rate-limit service came back on its port too');
 });
+
+test('request-path worker: a revision that changes nothing the services read is not sent to the thread; one that does is', async () => {
+  await install(30, true);
+  const sent = host.posted;
+  // Same consumer, credential, provider and policy objects and the same key hashes: a route edit.
+  await install(31, true);
+  await install(32, true);
+  assert.equal(host.posted, sent, 'nothing new for the services: no round trip to the thread');
+  assert.equal(await checkStatus(), 200);
+  // Equal content in new objects is sent (only identity proves "unchanged").
+  await host.install({ state: { ...requestPathState(state(33)), consumers: baseState.consumers.map((c) => ({ ...c })) }, apiKeys: [...otherKeys, { credential: 'alice-key', keyHash: aliceKey.hash }] });
+  assert.equal(host.posted, sent + 1);
+  // A revoked key is a change: sent, and the very next check refuses it.
+  await install(34, false);
+  assert.equal(host.posted, sent + 2);
+  assert.equal(await checkStatus(), 401);
+});

@@ -40,7 +40,7 @@ const METRICS_TIMEOUT_MS = 1_000;
 const MAX_RESTART_DELAY_MS = 5_000;
 
 interface PendingInstall {
-  revision: number;
+  input: RequestPathInput;
   resolve: () => void;
 }
 
@@ -48,6 +48,10 @@ export class RequestPathWorker {
   private worker: Worker | undefined;
   private settings: RequestPathSettings;
   private latest: RequestPathInput | undefined;
+  /** The input the running worker last took (answered ok); undefined for a new worker. */
+  private taken: RequestPathInput | undefined;
+  /** Inputs sent to a worker (for tests and diagnostics). */
+  posted = 0;
   private readonly installs: PendingInstall[] = [];
   private readonly metricsWaiters = new Map<number, (metrics: RequestPathMetrics) => void>();
   private nextMetricsId = 1;
@@ -82,8 +86,13 @@ export class RequestPathWorker {
     const worker = this.worker;
     // Restarting: the new worker is given the latest input when it is up.
     if (!worker) return Promise.resolve();
+    // A revision that changes nothing the services read (a route or upstream
+    // edit) is not sent: the worker already answers from exactly this data, so
+    // the fleet need not wait a round trip to the thread for it.
+    if (this.installs.length === 0 && this.taken !== undefined && sameServiceData(this.taken, input)) return Promise.resolve();
     return new Promise((resolve) => {
-      this.installs.push({ revision: input.state.revision, resolve });
+      this.installs.push({ input, resolve });
+      this.posted += 1;
       post(worker, { type: 'install', input });
     });
   }
@@ -137,6 +146,7 @@ export class RequestPathWorker {
 
   private adopt(worker: Worker): void {
     this.worker = worker;
+    this.taken = undefined;
     worker.on('message', (message: FromWorker) => this.onMessage(message));
     // An uncaught error ends the thread ('exit' follows); it is logged with its cause.
     worker.on('error', (err) => this.options.log.error('request-path: worker failed', { error: err.message }));
@@ -149,7 +159,11 @@ export class RequestPathWorker {
       case 'installed': {
         if (!message.ok) this.options.log.error('request-path: the services could not take a revision; they keep the previous one', { revision: message.revision, error: message.error });
         // Answers come in the order installs were posted.
-        while (this.installs.length > 0 && this.installs[0]!.revision <= message.revision) this.installs.shift()!.resolve();
+        while (this.installs.length > 0 && this.installs[0]!.input.state.revision <= message.revision) {
+          const pending = this.installs.shift()!;
+          if (message.ok && pending.input.state.revision === message.revision) this.taken = pending.input;
+          pending.resolve();
+        }
         return;
       }
       case 'metrics':
@@ -173,6 +187,7 @@ export class RequestPathWorker {
   private onExit(worker: Worker, code: number): void {
     if (this.worker !== worker) return;
     this.worker = undefined;
+    this.taken = undefined;
     this.settleInstalls();
     if (this.closing) return;
     this.options.log.error('request-path: the authz/ratelimit worker stopped; starting a new one', { exitCode: code });
@@ -236,4 +251,28 @@ function spawn(settings: RequestPathSettings, options: Pick<RequestPathOptions, 
     worker.once('error', onError);
     worker.once('exit', onExit);
   });
+}
+
+/**
+ * True when `next` holds the very objects `taken` did, in the same order, for
+ * everything the services read (the store carries unchanged objects, frozen,
+ * from one revision to the next) and the same key hashes; only the revision
+ * number may differ. New objects with equal content count as a change: the
+ * worker is then sent them, as before.
+ */
+function sameServiceData(taken: RequestPathInput, next: RequestPathInput): boolean {
+  const a = taken.state;
+  const b = next.state;
+  return (
+    sameItems(a.consumers, b.consumers) &&
+    sameItems(a.credentials, b.credentials) &&
+    sameItems(a.jwt_providers, b.jwt_providers) &&
+    sameItems(a.rate_limit_policies, b.rate_limit_policies) &&
+    taken.apiKeys.length === next.apiKeys.length &&
+    taken.apiKeys.every((key, i) => key.credential === next.apiKeys[i]!.credential && key.keyHash === next.apiKeys[i]!.keyHash)
+  );
+}
+
+function sameItems(a: readonly object[], b: readonly object[]): boolean {
+  return a === b || (a.length === b.length && a.every((item, i) => item === b[i]));
 }
