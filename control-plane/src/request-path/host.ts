@@ -50,8 +50,7 @@ export class RequestPathWorker {
   private latest: RequestPathInput | undefined;
   /** The input the running worker last took (answered ok); undefined for a new worker. */
   private taken: RequestPathInput | undefined;
-  /** Inputs sent to a worker (for tests and diagnostics). */
-  posted = 0;
+  private sent = 0;
   private readonly installs: PendingInstall[] = [];
   private readonly metricsWaiters = new Map<number, (metrics: RequestPathMetrics) => void>();
   private nextMetricsId = 1;
@@ -76,6 +75,11 @@ export class RequestPathWorker {
     return host;
   }
 
+  /** Inputs sent to a worker so far (for tests and diagnostics). */
+  get posted(): number {
+    return this.sent;
+  }
+
   /**
    * Hands the services a revision. Resolves when the worker answers from it (or
    * could not take it, which is logged): the caller publishes to the fleet after,
@@ -92,7 +96,7 @@ export class RequestPathWorker {
     if (this.installs.length === 0 && this.taken !== undefined && sameServiceData(this.taken, input)) return Promise.resolve();
     return new Promise((resolve) => {
       this.installs.push({ input, resolve });
-      this.posted += 1;
+      this.sent += 1;
       post(worker, { type: 'install', input });
     });
   }
