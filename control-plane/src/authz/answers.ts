@@ -18,6 +18,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { AUTHZ_CONTEXT, CREDENTIAL_HEADERS } from '../model/contract.ts';
 import type { CheckedRequest, Validity } from './decide.ts';
+import { setBounded } from './bounded.ts';
 
 /** Bounded so memory stays flat whatever clients send. */
 export const MAX_ANSWERS = 4_096;
@@ -57,12 +58,7 @@ export class AnswerCache {
   /** Keeps `answer` if it stands now (a key set that changed while deciding voids it at once). */
   add(key: string, answer: Answer): void {
     if (!stands(answer, answer.decidedAtMs)) return;
-    if (this.entries.size >= this.max) {
-      // Oldest first (insertion order): cheap, and a hot credential is re-added on its next miss.
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
-    }
-    this.entries.set(key, answer);
+    setBounded(this.entries, key, answer, this.max);
   }
 }
 

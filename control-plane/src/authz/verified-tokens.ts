@@ -8,6 +8,7 @@
 import type { JWTPayload } from 'jose';
 import type { JwtProvider } from '../model/index.ts';
 import type { KeySource } from './jwks.ts';
+import { setBounded } from './bounded.ts';
 
 export interface VerifiedToken {
   /** The protected header's alg and the payload's iss: what provider selection reads. */
@@ -43,12 +44,7 @@ export class VerifiedTokens {
   }
 
   add(token: string, entry: VerifiedToken): void {
-    if (this.entries.size >= this.max) {
-      // Oldest first (insertion order): cheap, and a hot token is re-added on its next miss.
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
-    }
-    this.entries.set(token, entry);
+    setBounded(this.entries, token, entry, this.max);
   }
 
   clear(): void {

@@ -12,7 +12,7 @@ import {
   type DeclarativeConfig, type Issue, type Kind, type State,
 } from '../model/index.ts';
 import { deepFreeze } from './frozen.ts';
-import { poolOf, type PrismaClient } from './prisma.ts';
+import { rawRows, type PrismaClient } from './prisma.ts';
 import {
   changeSetOf, DEFAULT_HISTORY, needsCheckpoint, pruneHistory, reconstruct, replay, rowsAfter, sortedKeys,
   type ChangeSet, type CredentialKey, type PruneResult, type RevisionHistorySettings, type RevisionSnapshot, type SinceCheckpoint,
@@ -845,19 +845,6 @@ async function writeRevision(
     BigInt(row.parent),
   );
   return revision === undefined ? undefined : BigInt(revision.id); // node-postgres gives int8 as text
-}
-
-/**
- * One raw statement's rows: through the node-postgres pool under `prisma` when
- * it has one (poolOf: not inside a transaction, whose client is not a pool's),
- * skipping Prisma's query pipeline; else through Prisma. Same SQL, same
- * parameters, same row shapes (json parsed, timestamps as Dates), except int8
- * (text from the pool: callers convert).
- */
-async function rawRows<T>(prisma: PrismaClient, sql: string, ...values: unknown[]): Promise<T[]> {
-  const pool = poolOf(prisma);
-  if (!pool) return prisma.$queryRawUnsafe<T[]>(sql, ...values);
-  return (await pool.query(sql, values)).rows as T[];
 }
 
 /** The head inside a transaction that holds the write lock: the newest revision its statement sees. */

@@ -13,7 +13,7 @@
 //
 // Postgres away: flushes and heartbeats fail quietly and are retried; the
 // local view keeps working (admin/fleet.ts reads the local registry first).
-import { poolOf, type PrismaClient } from './prisma.ts';
+import { rawRows, type PrismaClient } from './prisma.ts';
 
 /** One Envoy stream as the registry describes it (xds/registry.ts NodeStatus fits). */
 export interface FleetNodeRecord {
@@ -306,13 +306,11 @@ export async function remoteFleetNodes(prisma: PrismaClient, replicaId: string):
  * (this replica judges them from its own registry).
  */
 export async function remoteNodesBehind(prisma: PrismaClient, replicaId: string, revision: number, localNodeIds: string[]): Promise<number> {
-  // Raw, and through the pool when there is one (poolOf): asked on every `?wait=applied` write.
+  // Raw, and through the pool when there is one (rawRows): asked on every `?wait=applied` write.
   const sql = `SELECT count(*)::int AS behind FROM fleet_nodes
     WHERE connected AND replica_id <> $1 AND NOT (node_id = ANY($2::text[]))
       AND (authenticated OR has_acked) AND (synced_revision IS NULL OR synced_revision < $3)`;
-  const values = [replicaId, localNodeIds, BigInt(revision)];
-  const pool = poolOf(prisma);
-  const [row] = pool ? (await pool.query<{ behind: number }>(sql, values)).rows : await prisma.$queryRawUnsafe<Array<{ behind: number }>>(sql, ...values);
+  const [row] = await rawRows<{ behind: number }>(prisma, sql, replicaId, localNodeIds, BigInt(revision));
   return row?.behind ?? 0;
 }
 

@@ -29,3 +29,16 @@ export function poolOf(prisma: PrismaClient): pg.Pool | undefined {
   const pool = pools.get(prisma);
   return pool && !pool.ending && !pool.ended ? pool : undefined;
 }
+
+/**
+ * One raw statement's rows: through the node-postgres pool under `prisma` when
+ * it has one (poolOf: not inside a transaction, whose client is not a pool's),
+ * skipping Prisma's query pipeline; else through Prisma. Same SQL, same
+ * parameters, same row shapes (json parsed, timestamps as Dates), except int8
+ * (text from the pool: callers convert).
+ */
+export async function rawRows<T>(prisma: PrismaClient, sql: string, ...values: unknown[]): Promise<T[]> {
+  const pool = poolOf(prisma);
+  if (!pool) return prisma.$queryRawUnsafe<T[]>(sql, ...values);
+  return (await pool.query(sql, values)).rows as T[];
+}
