@@ -83,24 +83,44 @@ export const DEFAULT_AUTHZ_TIMEOUT_MS = 500;
 export const DEFAULT_RATELIMIT_TIMEOUT_MS = 500;
 
 export function filterNeeds(state: State, options: TranslateOptions, policies: ReadonlyMap<string, RateLimitPolicy>): FilterNeeds {
-  // One pass, no intermediate arrays: this runs on every revision over every route.
-  const authzOn = options.authz !== undefined;
-  // Without policies no route has any: the policy lookups are skipped.
-  const limited = policies.size > 0;
-  const ratelimitOn = limited && options.ratelimit !== undefined;
-  const needs: FilterNeeds = { cors: false, extAuthz: false, extAuthzFailOpen: false, localRateLimit: false, rateLimit: false, rateLimitFailClosed: false };
-  for (const route of state.routes) {
-    if (route.cors !== undefined) needs.cors = true;
-    if (authzOn && route.auth.mode !== 'none') {
-      needs.extAuthz = true;
-      if (failsOpen(route)) needs.extAuthzFailOpen = true;
-    }
-    if (!limited || !isForwarding(route.action)) continue;
-    if (!needs.localRateLimit && localShieldPolicy(route, policies) !== undefined) needs.localRateLimit = true;
-    if (ratelimitOn && !needs.rateLimit && knownPolicies(route, policies).length > 0) needs.rateLimit = true;
-    if (ratelimitOn && !needs.rateLimitFailClosed && failsClosed(route, policies)) needs.rateLimitFailClosed = true;
+  return needsOf(countNeeds(state.routes, options, policies));
+}
+
+/** How many routes need each optional filter: kept between revisions, a change adjusts it by the routes it touched. */
+export type NeedCounts = Record<keyof FilterNeeds, number>;
+
+/** Every route's needs, counted. */
+export function countNeeds(routes: readonly Route[], options: TranslateOptions, policies: ReadonlyMap<string, RateLimitPolicy>): NeedCounts {
+  const counts: NeedCounts = { cors: 0, extAuthz: 0, extAuthzFailOpen: 0, localRateLimit: 0, rateLimit: 0, rateLimitFailClosed: 0 };
+  for (const route of routes) addNeeds(counts, route, options, policies, 1);
+  return counts;
+}
+
+/** Adds (sign 1) or takes away (sign -1) one route's needs. */
+export function addNeeds(counts: NeedCounts, route: Route, options: TranslateOptions, policies: ReadonlyMap<string, RateLimitPolicy>, sign: 1 | -1): void {
+  if (route.cors !== undefined) counts.cors += sign;
+  if (options.authz !== undefined && route.auth.mode !== 'none') {
+    counts.extAuthz += sign;
+    if (failsOpen(route)) counts.extAuthzFailOpen += sign;
   }
-  return needs;
+  // Without policies no route has any: the policy lookups are skipped.
+  if (policies.size === 0 || !isForwarding(route.action)) return;
+  if (localShieldPolicy(route, policies) !== undefined) counts.localRateLimit += sign;
+  if (options.ratelimit === undefined) return;
+  const known = knownPolicies(route, policies);
+  if (known.length > 0) counts.rateLimit += sign;
+  if (known.some((policy) => policy.on_error === 'deny')) counts.rateLimitFailClosed += sign;
+}
+
+export function needsOf(counts: NeedCounts): FilterNeeds {
+  return {
+    cors: counts.cors > 0,
+    extAuthz: counts.extAuthz > 0,
+    extAuthzFailOpen: counts.extAuthzFailOpen > 0,
+    localRateLimit: counts.localRateLimit > 0,
+    rateLimit: counts.rateLimit > 0,
+    rateLimitFailClosed: counts.rateLimitFailClosed > 0,
+  };
 }
 
 // ---- listener side -------------------------------------------------------------

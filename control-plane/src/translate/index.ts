@@ -6,7 +6,8 @@ import type { RateLimitPolicy, State, Upstream } from '../model/index.ts';
 import { type MessageName, encode, typeUrl } from '../proto/codec.ts';
 import type { Cluster } from '../proto/codec.ts';
 import { serviceCluster, upstreamCluster, upstreamLoadAssignment, usesEds } from './clusters.ts';
-import { type FilterContext, type FilterNeeds, filterNeeds, httpFilters, strippedHeaders } from './filters.ts';
+import { type FilterContext, type FilterNeeds, type NeedCounts, addNeeds, countNeeds, httpFilters, needsOf, strippedHeaders } from './filters.ts';
+import { type RouteDiff, diffSortedRoutes, isStrictlyByName } from './route-diff.ts';
 import { accessLogs } from './access-log.ts';
 import { httpListener } from './listener.ts';
 import { routeConfigName } from './names.ts';
@@ -51,14 +52,19 @@ export interface EnvoyResources {
 export function translate(state: State, options: TranslateOptions, cache?: TranslationCache): EnvoyResources {
   const upstreams = new Map<string, Upstream>(state.upstreams.map((u) => [u.name, u]));
   const policies = new Map<string, RateLimitPolicy>(state.rate_limit_policies.map((p) => [p.name, p]));
-  const needs = filterNeeds(state, options, policies);
+  // Taken out while this translation runs: one that throws leaves no half-updated memo behind.
+  const memo = cache?.needs;
+  if (cache) cache.needs = undefined;
+  const diff = memo && memo.options === options && sameItems(memo.policies, state.rate_limit_policies) ? diffSortedRoutes(memo.routes, state.routes) : undefined;
+  const counts = diff ? adjustedCounts(memo!.counts, diff, options, policies) : countNeeds(state.routes, options, policies);
+  const needs = needsOf(counts);
   const filterContext: FilterContext = { needs, options, policies, anys: new Map() };
   const routeContext: RouteContext = { ...filterContext, upstreams };
   const sortedUpstreams = sortedBy(state.upstreams, (u) => u.name);
 
   const routesName = routeConfigName(options.listenerPort);
-  const routeConfig = encodeRouteConfiguration(routesName, state.routes, routeContext, cache);
-  return {
+  const routeConfig = encodeRouteConfiguration(routesName, state.routes, routeContext, cache, diff);
+  const resources = {
     listeners: [listenerResource(state, needs, options, cache)],
     routes: [encoded(typeUrl('envoy.config.route.v3.RouteConfiguration'), routesName, routeConfig)],
     clusters: byName(
@@ -74,6 +80,21 @@ export function translate(state: State, options: TranslateOptions, cache?: Trans
       ? rateLimitConfigs(state, options.ratelimit.domain).map((config) => resource(RATELIMIT_CONFIG_MESSAGE, config.name!, config))
       : [],
   };
+  // The next translation diffs against these routes when they are in the store's order.
+  if (cache && (diff || isStrictlyByName(state.routes))) cache.needs = { routes: state.routes, options, policies: state.rate_limit_policies, counts };
+  return resources;
+}
+
+/** `counts` less the removed routes' needs plus the added ones' (same options and policies as when counted). */
+function adjustedCounts(counts: NeedCounts, diff: RouteDiff, options: TranslateOptions, policies: ReadonlyMap<string, RateLimitPolicy>): NeedCounts {
+  const next = { ...counts };
+  for (const route of diff.removed) addNeeds(next, route, options, policies, -1);
+  for (const route of diff.added) addNeeds(next, route, options, policies, 1);
+  return next;
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  return a.length === b.length && a.every((item, i) => item === b[i]);
 }
 
 /**

@@ -13,6 +13,8 @@ import { type RouteContext, envoyRoutes } from './routes.ts';
 import { concatBytes, fieldHeader, lengthDelimited } from './util.ts';
 import { type VirtualHostMemo, planVirtualHosts } from './vhosts.ts';
 import type { ListenerMemo } from './listener.ts';
+import type { NeedCounts } from './filters.ts';
+import type { RouteDiff } from './route-diff.ts';
 
 /** Field numbers: RouteConfiguration.virtual_hosts and VirtualHost.routes. */
 const VIRTUAL_HOSTS_FIELD = 2;
@@ -24,10 +26,30 @@ export interface TranslationCache {
   routes: Map<string, CachedRoute>;
   /** The last translation's policies and upstream hash keys (when unchanged, an identical route is a hit at once). */
   inputs?: SharedInputs;
+  /** The last translation's filter context (needs, authz on, stats mode) as JSON. */
+  contextKey?: string;
   /** The last translation's route order per host pattern (vhosts.ts). */
   virtualHosts?: VirtualHostMemo;
+  /** The last translation's virtual hosts by first domain: their routes and those routes' bytes at the same index. */
+  hosts?: Map<string, HostBytes>;
   /** The last translation's listener (index.ts). */
   listener?: ListenerMemo;
+  /** The last translation's routes when sorted by name (the store's order), and what they need of the chain (index.ts). */
+  needs?: NeedsMemo;
+}
+
+export interface NeedsMemo {
+  routes: readonly Route[];
+  options: object;
+  policies: RateLimitPolicy[];
+  counts: NeedCounts;
+}
+
+interface HostBytes {
+  routes: readonly Route[];
+  bytes: Uint8Array[];
+  /** The routes' bytes joined: the virtual host's routes fields. */
+  body: Uint8Array;
 }
 
 interface SharedInputs {
@@ -71,37 +93,34 @@ function sameInputs(previous: SharedInputs | undefined, next: SharedInputs): boo
   return true;
 }
 
-export function encodeRouteConfiguration(name: string, routes: readonly Route[], ctx: RouteContext, cache?: TranslationCache): Uint8Array {
+/**
+ * `diff`, when given, is what changed in `routes` since the cache's last
+ * translation (route-diff.ts). With the same policies, hash keys and filter
+ * context as then, only the added routes are looked at: the unchanged ones keep
+ * their bytes and places. The output is the same with or without either.
+ */
+export function encodeRouteConfiguration(name: string, routes: readonly Route[], ctx: RouteContext, cache?: TranslationCache, diff?: RouteDiff): Uint8Array {
   const contextKey = JSON.stringify([ctx.needs, ctx.options.authz !== undefined, ctx.options.routeStats ?? 'all']);
-  const byName = new Map<string, Uint8Array>();
-  const fresh = new Map<string, CachedRoute>();
   const inputs = cache ? sharedInputsOf(ctx) : undefined;
   // Policies and hash keys as last time: a route that is the same object is a hit outright.
   const inputsUnchanged = cache !== undefined && sameInputs(cache.inputs, inputs!);
-  const routeBytes = (route: Route): Uint8Array => {
-    if (cache) {
-      // `fresh` doubles as this translation's record of routes done (a route can sit in several virtual hosts).
-      const done = fresh.get(route.name);
-      if (done) return done.bytes;
-      const previous = cache.routes.get(route.name);
-      const entry = inputsUnchanged && previous?.route === route && previous.contextKey === contextKey ? previous : cachedRoute(previous, route, ctx, contextKey);
-      fresh.set(route.name, entry);
-      return entry.bytes;
-    }
-    let bytes = byName.get(route.name);
-    if (!bytes) byName.set(route.name, (bytes = encodeEnvoyRoutes(route, ctx)));
-    return bytes;
-  };
+  const changesOnly = cache !== undefined && diff !== undefined && inputsUnchanged && cache.contextKey === contextKey;
+  const routeBytes = !cache ? uncachedBytes(ctx) : changesOnly ? changedBytes(cache, diff, ctx, contextKey) : cachedBytes(cache, inputsUnchanged, ctx, contextKey);
   if (cache) cache.virtualHosts ??= {};
+  const plans = planVirtualHosts(routes, cache?.virtualHosts, changesOnly ? diff : undefined);
+  const hosts = new Map<string, HostBytes>();
+  const removed = new Set(changesOnly ? diff.removed : []);
   // Each virtual host as its pieces (its own fields, then its routes' bytes), framed below without joining them first.
-  const virtualHosts = planVirtualHosts(routes, cache?.virtualHosts).map((plan) => [
-    encode('envoy.config.route.v3.VirtualHost', { name: plan.name, domains: plan.domains }),
-    ...plan.routes.map(routeBytes),
-  ]);
-  // Keep only what this translation used, so the cache holds one revision's routes.
+  const virtualHosts = plans.map((plan) => {
+    const previous = changesOnly ? cache.hosts?.get(plan.domains[0]!) : undefined;
+    const host = previous ? keptHost(previous, plan.routes, removed, routeBytes) : newHost(plan.routes, routeBytes);
+    hosts.set(plan.domains[0]!, host);
+    return [encode('envoy.config.route.v3.VirtualHost', { name: plan.name, domains: plan.domains }), host.body];
+  });
   if (cache) {
-    cache.routes = fresh;
     cache.inputs = inputs;
+    cache.contextKey = contextKey;
+    cache.hosts = hosts;
   }
   // One copy into the result: a ~300 KB table copied three times cost more than encoding the changed route.
   return concatBytes([
@@ -109,6 +128,119 @@ export function encodeRouteConfiguration(name: string, routes: readonly Route[],
     encode('envoy.config.route.v3.RouteConfiguration', { name, ignore_port_in_host_matching: true }),
     ...virtualHosts.flatMap((pieces) => [fieldHeader(VIRTUAL_HOSTS_FIELD, pieces.reduce((sum, piece) => sum + piece.length, 0)), ...pieces]),
   ]);
+}
+
+type RouteBytes = (route: Route) => Uint8Array;
+
+function uncachedBytes(ctx: RouteContext): RouteBytes {
+  const byName = new Map<string, Uint8Array>();
+  return (route) => {
+    let bytes = byName.get(route.name);
+    if (!bytes) byName.set(route.name, (bytes = encodeEnvoyRoutes(route, ctx)));
+    return bytes;
+  };
+}
+
+/** Every route through the cache; the cache ends up holding exactly this translation's routes. */
+function cachedBytes(cache: TranslationCache, inputsUnchanged: boolean, ctx: RouteContext, contextKey: string): RouteBytes {
+  // `fresh` doubles as this translation's record of routes done (a route can sit in several virtual hosts).
+  const fresh = new Map<string, CachedRoute>();
+  const previousRoutes = cache.routes;
+  // Keep only what this translation uses, so the cache holds one revision's routes.
+  cache.routes = fresh;
+  return (route) => {
+    const done = fresh.get(route.name);
+    if (done) return done.bytes;
+    const previous = previousRoutes.get(route.name);
+    const entry = inputsUnchanged && previous?.route === route && previous.contextKey === contextKey ? previous : cachedRoute(previous, route, ctx, contextKey);
+    fresh.set(route.name, entry);
+    return entry.bytes;
+  };
+}
+
+/**
+ * Only the diff's routes through the cache (the cache's other entries are
+ * still exact: same objects, same inputs); the cache is updated in place.
+ */
+function changedBytes(cache: TranslationCache, diff: RouteDiff, ctx: RouteContext, contextKey: string): RouteBytes {
+  const entries = new Map(diff.added.map((route) => [route, cachedRoute(cache.routes.get(route.name), route, ctx, contextKey)]));
+  for (const route of diff.removed) cache.routes.delete(route.name);
+  for (const [route, entry] of entries) cache.routes.set(route.name, entry);
+  return (route) => {
+    const entry = entries.get(route) ?? cache.routes.get(route.name);
+    if (entry?.route === route && entry.contextKey === contextKey) return entry.bytes;
+    // Not expected (every unchanged route has its entry); the cache path keeps it exact anyway.
+    const made = cachedRoute(entry, route, ctx, contextKey);
+    cache.routes.set(route.name, made);
+    return made.bytes;
+  };
+}
+
+function newHost(routes: readonly Route[], routeBytes: RouteBytes): HostBytes {
+  const bytes = routes.map(routeBytes);
+  return { routes, bytes, body: concatBytes(bytes) };
+}
+
+/**
+ * A virtual host's route bytes in `routes` order, taken from the previous
+ * translation's where the route is the same object: the previous order less
+ * the removed routes is the new order less the added ones, so one walk pairs
+ * them. The body is joined from runs of the previous body (a copy per run, not
+ * per route: ten thousand small copies cost more than the rest of a change).
+ */
+function keptHost(previous: HostBytes, routes: readonly Route[], removed: ReadonlySet<Route>, routeBytes: RouteBytes): HostBytes {
+  if (previous.routes === routes) return previous;
+  const bytes = new Array<Uint8Array>(routes.length);
+  const body = new BodyRuns(previous.body);
+  const old = previous.routes;
+  let i = 0;
+  for (let j = 0; j < routes.length; j++) {
+    const route = routes[j]!;
+    while (i < old.length && old[i] !== route && removed.has(old[i]!)) body.skip(previous.bytes[i++]!.length);
+    if (old[i] === route) {
+      bytes[j] = previous.bytes[i++]!;
+      body.keep(bytes[j]!.length);
+    } else {
+      bytes[j] = routeBytes(route);
+      body.insert(bytes[j]!);
+    }
+  }
+  return { routes, bytes, body: body.join() };
+}
+
+/** A new body as runs of an old one (kept or skipped, in order) and inserted pieces. */
+class BodyRuns {
+  private readonly parts: Uint8Array[] = [];
+  /** Where the current run of kept bytes starts in the old body, and where the walk is. */
+  private runStart = 0;
+  private at = 0;
+
+  constructor(private readonly old: Uint8Array) {}
+
+  keep(length: number): void {
+    this.at += length;
+  }
+
+  skip(length: number): void {
+    this.endRun();
+    this.at += length;
+    this.runStart = this.at;
+  }
+
+  insert(piece: Uint8Array): void {
+    this.endRun();
+    this.parts.push(piece);
+  }
+
+  join(): Uint8Array {
+    this.endRun();
+    return concatBytes(this.parts);
+  }
+
+  private endRun(): void {
+    if (this.at > this.runStart) this.parts.push(this.old.subarray(this.runStart, this.at));
+    this.runStart = this.at;
+  }
 }
 
 /** A Sluice route's Envoy routes, each framed as a VirtualHost.routes field. */

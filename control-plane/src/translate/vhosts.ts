@@ -17,13 +17,14 @@
 import { createHash } from 'node:crypto';
 import type { Route } from '../model/index.ts';
 import { compareRoutes } from './order.ts';
+import type { RouteDiff } from './route-diff.ts';
 import { compareStrings } from './util.ts';
 
 /** A virtual host before encoding: its domains and its Sluice routes in match order. */
 export interface VirtualHostPlan {
   name: string;
   domains: string[];
-  routes: Route[];
+  routes: readonly Route[];
 }
 
 /**
@@ -33,24 +34,86 @@ export interface VirtualHostPlan {
  */
 export interface VirtualHostMemo {
   orders?: Map<string, readonly Route[]>;
+  /** Each order's route names joined (what groups domains), kept while the order is the same array. */
+  keys?: WeakMap<readonly Route[], string>;
 }
 
-export function planVirtualHosts(routes: readonly Route[], memo?: VirtualHostMemo): VirtualHostPlan[] {
+/**
+ * With `diff` (the routes added and removed since the plan in `memo`), only the
+ * host patterns those routes list are re-ordered, each by binary search; the
+ * plan is the same as without it.
+ */
+export function planVirtualHosts(routes: readonly Route[], memo?: VirtualHostMemo, diff?: RouteDiff): VirtualHostPlan[] {
+  const orders = (diff && memo?.orders && changedOrders(memo.orders, diff)) || allOrders(routes, memo?.orders);
+  if (memo) memo.orders = orders;
+  const domains = [...orders.keys()].sort(compareStrings);
+  const keys = memo ? (memo.keys ??= new WeakMap()) : undefined;
   const groups = new Map<string, VirtualHostPlan>();
-  const orders = new Map<string, readonly Route[]>();
-  const byDomain = [...routesByDomain(routes)].sort((a, b) => compareStrings(a[0], b[0]));
-  for (const [domain, listed] of byDomain) {
-    const ordered = orderedRoutes(listed, memo?.orders?.get(domain));
-    orders.set(domain, ordered);
+  for (const domain of domains) {
+    const ordered = orders.get(domain)!;
     // Domains holding the same routes share a virtual host (one domain: nothing to compare).
-    const key = byDomain.length === 1 ? '' : ordered.map((route) => route.name).join('\n');
+    const key = domains.length === 1 ? '' : groupKey(ordered, keys);
     const group = groups.get(key);
     if (group) group.domains.push(domain);
-    else groups.set(key, { name: '', domains: [domain], routes: [...ordered] });
+    else groups.set(key, { name: '', domains: [domain], routes: ordered });
   }
-  if (memo) memo.orders = orders;
   const plans = [...groups.values()].map((plan) => ({ ...plan, name: virtualHostName(plan.domains) }));
   return plans.sort((a, b) => lastResortRank(a) - lastResortRank(b) || compareStrings(a.name, b.name));
+}
+
+function groupKey(ordered: readonly Route[], keys: WeakMap<readonly Route[], string> | undefined): string {
+  let key = keys?.get(ordered);
+  if (key === undefined) {
+    key = ordered.map((route) => route.name).join('\n');
+    keys?.set(ordered, key);
+  }
+  return key;
+}
+
+/** Every host pattern's routes in match order (reusing `previous` orders where it can). */
+function allOrders(routes: readonly Route[], previous: Map<string, readonly Route[]> | undefined): Map<string, readonly Route[]> {
+  const orders = new Map<string, readonly Route[]>();
+  for (const [domain, listed] of routesByDomain(routes)) orders.set(domain, orderedRoutes(listed, previous?.get(domain)));
+  return orders;
+}
+
+/**
+ * `previous` with the diff applied: the host patterns no added or removed route
+ * lists keep their order arrays as they are. Undefined (order everything) when a
+ * route lists a host twice, or a removed route is not where its order says.
+ */
+function changedOrders(previous: Map<string, readonly Route[]>, diff: RouteDiff): Map<string, readonly Route[]> | undefined {
+  const removed = routesByDomain(diff.removed);
+  const added = routesByDomain(diff.added);
+  if ([...diff.removed, ...diff.added].some((route) => new Set(route.hosts).size !== route.hosts.length)) return undefined;
+  const orders = new Map(previous);
+  for (const domain of new Set([...removed.keys(), ...added.keys()])) {
+    const kept = withoutRoutes(previous.get(domain) ?? [], removed.get(domain) ?? []);
+    if (kept === undefined) return undefined;
+    const joining = added.get(domain);
+    const order = joining ? insertOrdered(kept, joining.sort(compareRoutes)) : kept;
+    if (order.length === 0) orders.delete(domain);
+    else orders.set(domain, order);
+  }
+  return orders;
+}
+
+/** `order` without `gone` (each found by binary search: the order is total); undefined if one is missing. */
+function withoutRoutes(order: readonly Route[], gone: readonly Route[]): readonly Route[] | undefined {
+  if (gone.length === 0) return order;
+  const at = new Set<number>();
+  for (const route of gone) {
+    let low = 0;
+    let high = order.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (compareRoutes(order[middle]!, route) < 0) low = middle + 1;
+      else high = middle;
+    }
+    if (order[low] !== route) return undefined;
+    at.add(low);
+  }
+  return order.filter((_, index) => !at.has(index));
 }
 
 /**
