@@ -93,3 +93,19 @@ test('a node past its series cap gets no new series', () => {
   w.ingest('a', flush(1, 5, 3));
   assert.deepEqual(w.route('r', 0), { requests: 5, status2xx: 5, status4xx: 0, status5xx: 0 });
 });
+
+test('a route the State no longer has loses its stats; of several revisions in a row, the last one counts', () => {
+  const clock = { t: 1_000_000 };
+  const w = windowAt(clock);
+  w.ingest('a', flush(1, 5, 0));
+  assert.equal(w.route('r', 0).requests, 5);
+  // A burst of revisions: 'r' goes, comes back, goes again. Only the last is in force.
+  w.setKnown({ routes: [], clusters: new Map() });
+  w.setKnown({ routes: ['r'], clusters: new Map() });
+  w.setKnown({ routes: ['other'], clusters: new Map() });
+  assert.equal(w.route('r', 0).requests, 0);
+  assert.equal(w.exists('route', 'r'), false);
+  assert.deepEqual(w.names('route'), []);
+  assert.deepEqual(w.allTotals(), []);
+  assert.equal(w.exists('route', 'other'), true);
+});

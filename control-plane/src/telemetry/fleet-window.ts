@@ -77,6 +77,7 @@ export class FleetWindow implements FleetStatsReader, MetricsIngest {
   private readonly nodes = new Map<string, NodeState>();
   private known: KnownTargets = { routes: [], clusters: new Map() };
   private knownRoutes = new Set<string>();
+  private pendingKnown?: KnownTargets;
 
   constructor(options: FleetWindowOptions = {}) {
     this.bucketMs = options.bucketMs ?? 10_000;
@@ -85,8 +86,19 @@ export class FleetWindow implements FleetStatsReader, MetricsIngest {
     this.now = options.now ?? Date.now;
   }
 
-  /** The current State's routes and upstreams; stats of anything else are dropped. */
+  /**
+   * The current State's routes and upstreams; stats of anything else are dropped.
+   * Taken in when next read or fed (every revision calls this; a burst of writes
+   * at 10,000 routes should not rebuild the name set per revision).
+   */
   setKnown(known: KnownTargets): void {
+    this.pendingKnown = known;
+  }
+
+  private applyKnown(): void {
+    const known = this.pendingKnown;
+    if (!known) return;
+    this.pendingKnown = undefined;
     this.known = known;
     this.knownRoutes = new Set(known.routes);
     const upstreams = new Set(known.clusters.values());
@@ -100,6 +112,7 @@ export class FleetWindow implements FleetStatsReader, MetricsIngest {
 
   /** Whether the current State has this route or upstream. */
   exists(kind: Kind, name: string): boolean {
+    this.applyKnown();
     return kind === 'route' ? this.knownRoutes.has(name) : [...this.known.clusters.values()].includes(name);
   }
 
@@ -112,6 +125,7 @@ export class FleetWindow implements FleetStatsReader, MetricsIngest {
   }
 
   ingest(nodeId: string, families: readonly PromFamily[]): void {
+    this.applyKnown();
     let node = this.nodes.get(nodeId);
     if (!node) {
       node = { counters: new Map(), flushes: 0 };
@@ -150,6 +164,7 @@ export class FleetWindow implements FleetStatsReader, MetricsIngest {
 
   /** Every route or upstream with traffic in the window (for /metrics). */
   names(kind: Kind): string[] {
+    this.applyKnown();
     const prefix = `${kind} `;
     return [...this.tallies.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
   }
@@ -214,6 +229,7 @@ export class FleetWindow implements FleetStatsReader, MetricsIngest {
 
   /** Since-start totals per route or upstream that exists (for /metrics). */
   allTotals(): Array<{ kind: Kind; name: string; tally: Readonly<Tally> }> {
+    this.applyKnown();
     return [...this.totals].map(([key, tally]) => {
       const [kind, name] = key.split(' ') as [Kind, string];
       return { kind, name, tally };
@@ -249,6 +265,7 @@ export class FleetWindow implements FleetStatsReader, MetricsIngest {
   }
 
   private merge(key: string, sinceMs: number): Tally {
+    this.applyKnown();
     const merged = emptyTally();
     const oldest = this.bucketStart(this.now()) - this.windowMs + this.bucketMs;
     for (const [start, tally] of this.tallies.get(key) ?? []) {
