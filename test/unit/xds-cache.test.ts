@@ -176,3 +176,31 @@ test('registry: a second stream with a live node id replaces the first; closed s
   registry.disconnect(2);
   assert.deepEqual(registry.list(), []);
 });
+
+test('a group keeps verdicts on fewer snapshots when they are large (bytes bound), never fewer than 8', () => {
+  const big = (revision: number) =>
+    makeSnapshot(revision, [{ typeUrl: TYPE.route, name: 'routes', version: `big-${revision}`, value: new Uint8Array(3 * 1024 * 1024) }]);
+  for (const [make, kept] of [[big, false], [(r: number) => config(r, `small-${r}`), true]] as const) {
+    const cache = new SnapshotCache();
+    const first = make(1);
+    cache.setSnapshot(G, first);
+    cache.join(A, G, true);
+    cache.markAccepted(A, first);
+    // 25 newer snapshots: within the 32 kept by number, past the 64 MiB kept by bytes when each is 3 MiB.
+    for (let r = 2; r <= 26; r++) cache.setSnapshot(G, make(r));
+    assert.equal(cache.lastAccepted(G) === first, kept);
+  }
+  // Nine of 40 MiB each: all over the budget; the newest 8 are kept all the same.
+  const huge = (revision: number) =>
+    makeSnapshot(revision, [{ typeUrl: TYPE.route, name: 'routes', version: `huge-${revision}`, value: new Uint8Array(40 * 1024 * 1024) }]);
+  for (const [accepted, kept] of [[1, true], [0, false]] as const) {
+    const cache = new SnapshotCache();
+    cache.join(A, G, true);
+    const snapshots = Array.from({ length: 9 }, (_, i) => huge(i + 1));
+    snapshots.forEach((s, i) => {
+      cache.setSnapshot(G, s);
+      if (i === accepted) cache.markAccepted(A, s);
+    });
+    assert.equal(cache.lastAccepted(G) === snapshots[accepted], kept, `snapshot ${accepted}`);
+  }
+});

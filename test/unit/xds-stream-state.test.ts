@@ -157,3 +157,21 @@ test('SotW subscriptions: wildcard on first empty request, named after names, no
   assert.equal(subscription(TYPE.cluster, ['*'], named, false), undefined);
   assert.deepEqual([...subscription(TYPE.endpoint, [], undefined, true)!], []);
 });
+
+test('the sets remembered for resuming clients are bounded in bytes as well as in number, newest kept', () => {
+  const cache = new SnapshotCache();
+  cache.setSnapshot(SnapshotCache.DEFAULT_GROUP, config(1, 'a', 'r1'));
+  // Route tables of 3 MiB each (a 10,000-route gateway): 40 of them would be 120 MiB.
+  const sets = Array.from({ length: 40 }, (_, i) => {
+    const table: XdsResource = { typeUrl: TYPE.route, name: 'routes', version: `v${i}`, value: new Uint8Array(3 * 1024 * 1024) };
+    return new Map([[table.name, table]]) as ReadonlyMap<string, XdsResource>;
+  });
+  for (const set of sets) cache.remember(SnapshotCache.DEFAULT_GROUP, set);
+  const kept = sets.filter((set) => cache.recall(SnapshotCache.DEFAULT_GROUP, setVersion(set)) === set);
+  // 32 MiB of history holds 10 of them; the newest are the ones kept.
+  assert.deepEqual(kept, sets.slice(-10));
+  // Small sets still go back 256.
+  const small = Array.from({ length: 300 }, (_, i) => new Map([[`c${i}`, res(TYPE.cluster, `c${i}`, `s${i}`)]]) as ReadonlyMap<string, XdsResource>);
+  for (const set of small) cache.remember(SnapshotCache.DEFAULT_GROUP, set);
+  assert.equal(small.filter((set) => cache.recall(SnapshotCache.DEFAULT_GROUP, setVersion(set)) === set).length, 256);
+});

@@ -31,12 +31,24 @@ import type { Snapshot } from './snapshot.ts';
 
 /** How many sent resource sets a group remembers for resuming SotW clients. */
 const HISTORY_LIMIT = 256;
+/**
+ * And how many bytes of resources they may hold, beyond the newest few: at
+ * 10,000 routes each route table sent is ~3 MB, so 256 of them would be most of
+ * the process. A client older than what is kept is served as a new one.
+ */
+const HISTORY_BYTES = 32 * 1024 * 1024;
+const HISTORY_ALWAYS = 8;
 /** How many distinct snapshots a group keeps verdicts for (older ones can no longer be fallen back to). */
 const GENERATION_LIMIT = 32;
+/** And their resources' bytes, beyond the newest few (a 10,000-route table is ~3 MB per snapshot). */
+const GENERATION_BYTES = 64 * 1024 * 1024;
+const GENERATION_ALWAYS = 8;
 
 /** One published content of a group, with the verdicts of connected nodes on it. */
 interface Generation {
   snapshot: Snapshot;
+  /** Its resources' bytes (shared ones counted in each: an upper bound). */
+  bytes: number;
   /** Stream ids of connected nodes that NACKed part of it. */
   rejectedBy: Set<number>;
   /** Some node held it in full at some point. */
@@ -46,8 +58,9 @@ interface Generation {
 interface GroupEntry {
   /** Oldest first; the last one is the group's newest snapshot. */
   generations: Generation[];
-  /** Sets recently sent, by set version (insertion-ordered, oldest first). */
-  history: Map<string, ResourceSet>;
+  /** Sets recently sent, by set version (insertion-ordered, oldest first), with their resources' bytes. */
+  history: Map<string, { set: ResourceSet; bytes: number }>;
+  historyBytes: number;
 }
 
 /** Where a node converges to: the group's newest snapshot, a pinned older one, or nothing new. */
@@ -62,6 +75,12 @@ interface Member {
 export interface SnapshotCacheEvents {
   /** The group's newest snapshot changed or was relabelled with a newer revision. */
   updated: [group: string];
+}
+
+function snapshotBytes(snapshot: Snapshot): number {
+  let bytes = 0;
+  for (const set of snapshot.types.values()) for (const resource of set.values()) bytes += resource.value.length;
+  return bytes;
 }
 
 /** The last element of `list` (the newest) that satisfies `predicate`. */
@@ -91,10 +110,13 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
       newest.snapshot = snapshot;
       this.generationOf.set(snapshot, newest);
     } else {
-      const generation: Generation = { snapshot, rejectedBy: new Set(), accepted: false };
+      const generation: Generation = { snapshot, bytes: snapshotBytes(snapshot), rejectedBy: new Set(), accepted: false };
       this.generationOf.set(snapshot, generation);
       entry.generations.push(generation);
-      if (entry.generations.length > GENERATION_LIMIT) entry.generations.shift();
+      let bytes = entry.generations.reduce((sum, g) => sum + g.bytes, 0);
+      while (entry.generations.length > GENERATION_LIMIT || (bytes > GENERATION_BYTES && entry.generations.length > GENERATION_ALWAYS)) {
+        bytes -= entry.generations.shift()!.bytes;
+      }
       for (const member of this.members.values()) {
         if (this.entryFor(member.group) === entry) member.target = { kind: 'newest' };
       }
@@ -179,13 +201,25 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
     const entry = this.entryFor(group);
     if (!entry) return;
     const version = setVersion(set);
-    entry.history.delete(version);
-    entry.history.set(version, set);
-    if (entry.history.size > HISTORY_LIMIT) entry.history.delete(entry.history.keys().next().value!);
+    this.forget(entry, version);
+    let bytes = 0;
+    for (const resource of set.values()) bytes += resource.value.length;
+    entry.history.set(version, { set, bytes });
+    entry.historyBytes += bytes;
+    while (entry.history.size > HISTORY_LIMIT || (entry.historyBytes > HISTORY_BYTES && entry.history.size > HISTORY_ALWAYS)) {
+      this.forget(entry, entry.history.keys().next().value!);
+    }
   }
 
   recall(group: string, version: string): ResourceSet | undefined {
-    return this.entryFor(group)?.history.get(version);
+    return this.entryFor(group)?.history.get(version)?.set;
+  }
+
+  private forget(entry: GroupEntry, version: string): void {
+    const held = entry.history.get(version);
+    if (!held) return;
+    entry.history.delete(version);
+    entry.historyBytes -= held.bytes;
   }
 
   /** Rule 3: newest candidate no counted node rejected, else newest accepted, else newest. */
@@ -227,7 +261,7 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   private entry(group: string): GroupEntry {
     let entry = this.groups.get(group);
     if (!entry) {
-      entry = { generations: [], history: new Map() };
+      entry = { generations: [], history: new Map(), historyBytes: 0 };
       this.groups.set(group, entry);
     }
     return entry;
