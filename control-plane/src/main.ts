@@ -112,7 +112,7 @@ async function main(): Promise<void> {
   const publisher = new Publisher({
     loadState: () => store.loadState(),
     accept: ({ state, keys }) => {
-      fleetStats.setKnown({ routes: state.routes.map((r) => r.name), clusters: new Map(state.upstreams.map((u) => [clusterName(u.name), u.name])) });
+      fleetStats.setKnown({ routes: routeNames(state.routes), clusters: new Map(state.upstreams.map((u) => [clusterName(u.name), u.name])) });
       return requestPath.install({ state: requestPathState(state), apiKeys: Object.entries(keys).map(([credential, key]) => ({ credential, keyHash: key.hash })) });
     },
     cache,
@@ -203,3 +203,8 @@ main().catch((err: unknown) => {
   process.stderr.write(`sluice: failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
   process.exit(1);
 });
+
+/** The routes' names, read only when the fleet window takes the revision in (not per publish). */
+function* routeNames(routes: readonly { name: string }[]): Iterable<string> {
+  for (const route of routes) yield route.name;
+}

@@ -24,7 +24,8 @@ export interface FleetWindowOptions {
 
 /** Which routes and upstreams exist, and each upstream's Envoy cluster name. */
 export interface KnownTargets {
-  routes: readonly string[];
+  /** Read once, when the window takes them in. */
+  routes: Iterable<string>;
   /** Envoy cluster name -> upstream name. */
   clusters: ReadonlyMap<string, string>;
 }
