@@ -8,7 +8,7 @@
 // load on a shared machine than the latencies are).
 //
 // Run: node --import tsx bench/write-path.profile.ts
-// Settings (environment): ROUTES=1000  WRITES=200  ROUTE_STATS=traffic_split
+// Settings (environment): ROUTES=1000  WRITES=200  ENVOYS=1  ROUTE_STATS=traffic_split
 //   CPU_PROF=<dir>: the control plane runs with --cpu-prof into <dir> (a .cpuprofile on exit)
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -22,6 +22,7 @@ import { fmtMs, percentile, processCpuMs, timedJson } from './propagation-lib.ts
 
 const ROUTES = Number(process.env.ROUTES ?? 1000);
 const WRITES = Number(process.env.WRITES ?? 200);
+const ENVOYS = Number(process.env.ENVOYS ?? 1);
 const ROUTE_STATS = process.env.ROUTE_STATS ?? 'traffic_split';
 const TIMEOUT_MS = 10_000;
 
@@ -74,7 +75,7 @@ const pgRoot = await mkdtemp(path.join(os.tmpdir(), 'sluice-writepath-pg-'));
 const db = await startEmbeddedPostgres({ rootDir: pgRoot, database: 'sluice', persistent: false, fast: false, handleSignals: true });
 const upstream = await startHttpUpstream({ name: 'bench' });
 let cp: ControlPlane | undefined;
-let envoy: EnvoyHandle | undefined;
+const envoys: EnvoyHandle[] = [];
 try {
   const nodeArgs = process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`] : [];
   cp = await startControlPlane({ databaseUrl: db.url, env: { GATEWAY_ROUTE_STATS: ROUTE_STATS, SLUICE_SERVER_TIMING: 'true' }, nodeArgs });
@@ -82,8 +83,8 @@ try {
   const config = { upstreams: [{ name: 'bench', endpoints: [{ host: '127.0.0.1', port: upstream.port }] }], routes };
   const loaded = await timedJson(`${cp.adminUrl}/v1/config?wait=applied&timeout=60000`, 'PUT', config, { authorization: `Bearer ${cp.token}` }, 90_000);
   if (loaded.status !== 200) throw new Error(`preload: HTTP ${loaded.status} ${JSON.stringify(loaded.body).slice(0, 300)}`);
-  envoy = await startEnvoy({ adsPort: cp.xdsPort, nodeId: 'writepath-0', startTimeoutMs: 60_000 });
-  await envoy.waitReady(120_000);
+  for (let i = 0; i < ENVOYS; i++) envoys.push(await startEnvoy({ adsPort: cp.xdsPort, nodeId: `writepath-${i}`, startTimeoutMs: 60_000 }));
+  for (const envoy of envoys) await envoy.waitReady(120_000);
   for (let k = 0; k < 10; k++) await oneWrite(cp, 1_000_000 + k, new Map()); // warm-up, not counted
   const phases = new Map<string, number[]>();
   const samples: number[] = [];
@@ -92,13 +93,13 @@ try {
   for (let k = 0; k < WRITES; k++) samples.push(await oneWrite(cp, k, phases));
   const cpu = { cp: (processCpuMs(cp.pid) - cpuBefore.cp) / WRITES, pg: (treeCpuMs(postmaster) - cpuBefore.pg) / WRITES };
   const sorted = [...samples].sort((a, b) => a - b);
-  console.log(`write path: ${WRITES} one-route writes with ?wait=applied, ${ROUTES} routes preloaded, 1 Envoy, ROUTE_STATS=${ROUTE_STATS}`);
+  console.log(`write path: ${WRITES} one-route writes with ?wait=applied, ${ROUTES} routes preloaded, ${ENVOYS} Envoy(s), ROUTE_STATS=${ROUTE_STATS}`);
   console.log(`client: p50 ${fmtMs(percentile(sorted, 50))}  p95 ${fmtMs(percentile(sorted, 95))}  p99 ${fmtMs(percentile(sorted, 99))}`);
   console.log(`CPU per write: control plane ${cpu.cp.toFixed(2)} ms, Postgres ${cpu.pg.toFixed(2)} ms (10 ms ticks, averaged)`);
   console.log('server phases (median ms; each from the previous mark):');
   for (const [phase, values] of phases) console.log(`  ${phase.padEnd(12)} ${median(values).toFixed(2)}`);
 } finally {
-  await envoy?.stop();
+  for (const envoy of envoys) await envoy.stop();
   await cp?.stop();
   await upstream.close();
   await db.stop();

@@ -59,7 +59,7 @@ export function translate(state: State, options: TranslateOptions, cache?: Trans
   const counts = diff ? adjustedCounts(memo!.counts, diff, options, policies) : countNeeds(state.routes, options, policies);
   const needs = needsOf(counts);
   const filterContext: FilterContext = { needs, options, policies, anys: new Map() };
-  const routeContext: RouteContext = { ...filterContext, upstreams };
+  const routeContext: RouteContext = { ...filterContext, upstreams, encodedActions: new Map() };
   const sortedUpstreams = sortedBy(state.upstreams, (u) => u.name);
 
   const routesName = routeConfigName(options.listenerPort);

@@ -16,6 +16,8 @@ export type { EnvoyRoute };
 
 export interface RouteContext extends FilterContext {
   upstreams: ReadonlyMap<string, Upstream>;
+  /** RouteActions already encoded in this translation, by their JSON (route-config.ts encodeRoute). */
+  encodedActions: Map<string, Uint8Array>;
 }
 
 /** Where a forwarding route sends traffic: upstream names with percent weights (> 0). */
