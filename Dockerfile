@@ -28,7 +28,8 @@ FROM node:20-bookworm-slim
 # fragments of their own after a peak), and a fixed 128 KiB mmap threshold (glibc
 # otherwise raises it after large frees, so later multi-MiB buffers come from the
 # heap and stay resident). --expose-gc: main.ts collects once quiet after start-up
-# and after a publish that grew the heap (its quietCollector).
+# and after a publish that grew the heap (its quietCollector), and compacts its
+# heap and the request-path worker's once start-up is done (quiet-collector.ts).
 ENV NODE_ENV=production \
     MALLOC_ARENA_MAX=2 \
     MALLOC_MMAP_THRESHOLD_=131072 \

@@ -4,12 +4,13 @@
 //   change feed (LISTEN) -> Publisher (load State, translate) -> SnapshotCache
 //   SnapshotCache + NodeRegistry -> ADS server (SotW + delta) -> Envoys
 //   admin API (fastify) -> ConfigStore commits; fleet status from NodeRegistry
+// First, so that it holds the young generation before the other modules run (quiet-collector.ts).
+import { holdYoungGeneration, quietCollector } from './quiet-collector.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { buildAdminApp } from './admin/app.ts';
 import { configOrExit, type Config } from './config/env.ts';
 import { createLog, createLogger, type Log } from './log.ts';
-import { quietCollector } from './quiet-collector.ts';
 import { metricsArePublic } from './admin/metrics.ts';
 import { Publisher } from './publisher.ts';
 import { RequestPathWorker } from './request-path/host.ts';
@@ -100,6 +101,7 @@ async function main(): Promise<void> {
     },
   });
   closers.push(() => requestPath.close());
+  holdYoungGeneration(); // V8 reset it when it created the worker's isolate
   const authzPort = requestPath.authzPort;
   // Their plain counters, fetched from the worker at each /metrics scrape.
   telemetry.refreshBeforeRender(() => requestPath.refreshMetrics());
@@ -188,6 +190,7 @@ async function main(): Promise<void> {
   await admin.listen({ host: config.adminHost, port: config.adminPort });
   closers.push(() => admin.close());
   log.info('sluice: admin API listening', { host: config.adminHost, port: config.adminPort });
+  collectAfterGrowth.startupDone();
 }
 
 /** Creates the first write token from SLUICE_BOOTSTRAP_TOKEN when no token exists yet. */
