@@ -11,6 +11,7 @@ import { actorOf } from './auth.ts';
 import { type AdminContext, commitWrite } from './commit.ts';
 import { fieldsFromIssues, ProblemError } from './problem.ts';
 
+/** The body as the model's schema gives it, checked whole (schema and cross-object rules: the store relies on both). */
 function parseConfig(body: unknown): DeclarativeConfig {
   const parsed = parseDeclarativeConfig(body ?? {});
   if (!parsed.ok) throw new ProblemError(422, 'invalid config', fieldsFromIssues(parsed.issues));
@@ -36,13 +37,13 @@ export function registerConfig(app: FastifyInstance, ctx: AdminContext, bodyLimi
 
   app.post('/v1/config::diff', { bodyLimit }, async (request) => {
     const config = parseConfig(request.body);
-    const result = await ctx.store.commit(actorOf(request), 'diff (dry run)', (draft) => draft.replaceAll(config, undefined, { parsed: true }), { dryRun: true });
+    const result = await ctx.store.commit(actorOf(request), 'diff (dry run)', (draft) => draft.replaceAll(config, undefined, { parsed: true, validated: true }), { dryRun: true });
     return { revision: result.revision, changes: changeList(result.diff) };
   });
 
   app.put('/v1/config', { bodyLimit }, async (request, reply) => {
     const config = parseConfig(request.body);
-    const outcome = await commitWrite(ctx, request, reply, 'declarative apply', (draft) => draft.replaceAll(config, undefined, { parsed: true }));
+    const outcome = await commitWrite(ctx, request, reply, 'declarative apply', (draft) => draft.replaceAll(config, undefined, { parsed: true, validated: true }));
     return {
       revision: outcome.revision,
       changed: outcome.changed,

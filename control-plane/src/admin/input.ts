@@ -51,6 +51,44 @@ interface Frame {
  * order, with its path. Iterative, so a hostile depth cannot overflow the stack.
  */
 export function findUnsafeInput(root: unknown, maxDepth = MAX_JSON_DEPTH): ProblemField | undefined {
+  // Nearly every body passes: a walk that builds no paths says so (a 10,000-route config holds some
+  // 200,000 values); only a body that fails is walked again to name the first problem.
+  return isSafeInput(root, maxDepth) ? undefined : firstUnsafeInput(root, maxDepth);
+}
+
+/** Whether findUnsafeInput would find nothing: the same checks, without paths or document order. */
+function isSafeInput(root: unknown, maxDepth: number): boolean {
+  const values: unknown[] = [root];
+  const depths: number[] = [0];
+  while (values.length > 0) {
+    const value = values.pop();
+    const depth = depths.pop()!;
+    if (typeof value === 'string') {
+      if (unstorableString(value)) return false;
+      continue;
+    }
+    if (typeof value !== 'object' || value === null) continue;
+    if (!Array.isArray(value) && !isPlainObject(value)) return false;
+    if (depth >= maxDepth) return false;
+    if (Array.isArray(value)) {
+      for (const item of value as unknown[]) {
+        values.push(item);
+        depths.push(depth + 1);
+      }
+      continue;
+    }
+    for (const key in value) {
+      if (!Object.hasOwn(value, key)) continue;
+      if (FORBIDDEN_KEYS.has(key) || unstorableString(key)) return false;
+      values.push((value as Record<string, unknown>)[key]);
+      depths.push(depth + 1);
+    }
+  }
+  return true;
+}
+
+/** findUnsafeInput's answer for a body known to hold a problem: the first one, in document order, with its path. */
+function firstUnsafeInput(root: unknown, maxDepth: number): ProblemField | undefined {
   const stack: Frame[] = [{ value: root, path: [], depth: 0 }];
   for (let frame = stack.pop(); frame !== undefined; frame = stack.pop()) {
     const { value, path, depth } = frame;

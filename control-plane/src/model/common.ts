@@ -228,8 +228,33 @@ export function textProblem(text: string): string | undefined {
   return text.includes('\0') ? 'must not contain NUL (\\u0000)' : 'must be valid Unicode (it contains a lone surrogate)';
 }
 
+/**
+ * Whether any string value or object key in `value` breaks the text rule. No
+ * paths are built: almost every value passes, and a 10,000-route config has
+ * some 200,000 values (paths cost more than the test itself).
+ */
+function holdsUnsafeText(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const current = stack.pop();
+    if (typeof current === 'string') {
+      if (UNSAFE_TEXT.test(current)) return true;
+    } else if (Array.isArray(current)) {
+      for (const item of current) stack.push(item);
+    } else if (typeof current === 'object' && current !== null) {
+      for (const key in current) {
+        if (!Object.hasOwn(current, key)) continue;
+        if (UNSAFE_TEXT.test(key)) return true;
+        stack.push((current as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  return false;
+}
+
 /** Issues for every string value or object key in `value` that breaks the text rule (iterative: no depth limit). */
 export function unsafeTextIssues(value: unknown, base: readonly (string | number)[] = []): Issue[] {
+  if (!holdsUnsafeText(value)) return [];
   const issues: Issue[] = [];
   const stack: Array<{ value: unknown; path: (string | number)[] }> = [{ value, path: [...base] }];
   while (stack.length > 0) {

@@ -93,8 +93,23 @@ function ambiguityIssue(index: number, first: string): Issue {
   return { path: ['routes', index, 'match'], message: `ambiguous: route '${first}' has the same priority, hosts and matchers` };
 }
 
+/**
+ * Matcher keys of frozen routes (they cannot change, so their key cannot): a
+ * route's key is asked for when the index adds it, when it removes it and when
+ * a change is validated, and building it is the costliest part of each.
+ */
+const matcherKeys = new WeakMap<Route, string>();
+
 /** A canonical string of everything that decides which requests a route matches. */
 export function matcherKey(route: Route): string {
+  const known = matcherKeys.get(route);
+  if (known !== undefined) return known;
+  const key = buildMatcherKey(route);
+  if (Object.isFrozen(route) && Object.isFrozen(route.match) && Object.isFrozen(route.hosts)) matcherKeys.set(route, key);
+  return key;
+}
+
+function buildMatcherKey(route: Route): string {
   const { path, methods, headers, query } = route.match;
   return JSON.stringify([
     route.priority,
@@ -328,10 +343,12 @@ interface Placed {
  * can affect. `index` must describe the config after the changes (apply them
  * first) and the config before them must have been valid. When `next` is not
  * sorted by name with unique names per kind (a declarative apply with
- * duplicates) this falls back to the full check.
+ * duplicates) this falls back to the full check. `sortedUnique`: the caller
+ * built `next`'s lists sorted by unique names (the store's object writes do),
+ * so they need not be checked (that check is the one O(config) step here).
  */
-export function validateChange(index: ValidationIndex, next: State, changes: readonly ObjectChange[]): Issue[] {
-  if (!KINDS.every((kind) => sortedUniqueNames(next[kind]))) return validateState(next);
+export function validateChange(index: ValidationIndex, next: State, changes: readonly ObjectChange[], opts: { sortedUnique?: boolean } = {}): Issue[] {
+  if (!opts.sortedUnique && !KINDS.every((kind) => sortedUniqueNames(next[kind]))) return validateState(next);
   const upstreams = namesOf(next.upstreams);
   const policies = namesOf(next.rate_limit_policies);
   const providers = namesOf(next.jwt_providers);

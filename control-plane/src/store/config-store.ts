@@ -1,38 +1,33 @@
 // The gateway config in Postgres. Every write is one transaction (a typical
 // one-object write: one statement, see CommitMode) that serialises on an
-// advisory lock, applies the change to the whole config (the head this process
-// cached, checked under the lock to still be the newest), validates the
-// result with model/ (so nothing half-valid is ever stored),
+// advisory lock, applies the change to the config (the head this process
+// cached, checked under the lock to still be the newest; an object write
+// costs what it changes, see draft.ts), validates the result with model/
+// (only what the change can affect; so nothing half-valid is ever stored),
 // writes the changed rows, a revision (its change set, now and then the whole
 // config as a checkpoint: see revision-history.ts) and one audit row per
 // change. The revision insert fires NOTIFY on commit (see the migration), which
 // is how every replica learns of it.
 import {
-  KINDS, DeclarativeConfigSchema, ValidationIndex, emptyState, issuesFromZod, validateChange,
+  KINDS, ValidationIndex, emptyState, validateChange,
   type DeclarativeConfig, type Issue, type Kind, type State,
 } from '../model/index.ts';
+import { Draft, diffConfigs, sortKeys, wholeChange, type DiffEntry, type ObjectSpec } from './draft.ts';
 import { deepFreeze } from './frozen.ts';
 import { rawRows, type PrismaClient } from './prisma.ts';
+import { StoreError } from './store-error.ts';
 import {
   changeSetOf, DEFAULT_HISTORY, needsCheckpoint, pruneHistory, reconstruct, replay, rowsAfter, sortedKeys,
   type ChangeSet, type CredentialKey, type PruneResult, type RevisionHistorySettings, type RevisionSnapshot, type SinceCheckpoint,
 } from './revision-history.ts';
 
+export { Draft, diffConfigs, type DiffEntry, type ObjectSpec, type PlannedChange } from './draft.ts';
+export { StoreError, type StoreErrorCode } from './store-error.ts';
 export type { ChangeSet, CredentialKey, PruneResult, RevisionHistorySettings, RevisionSnapshot } from './revision-history.ts';
 export { DEFAULT_HISTORY } from './revision-history.ts';
 
 /** Advisory lock key serialising config writers (any fixed 64-bit number). */
 const WRITE_LOCK = 7_300_115_105_099n;
-
-export type StoreErrorCode = 'invalid' | 'not_found' | 'conflict' | 'precondition_failed' | 'unavailable';
-
-/** A failure the admin API maps to a 4xx/503; `issues` name the offending fields. */
-export class StoreError extends Error {
-  constructor(readonly code: StoreErrorCode, message: string, readonly issues: Issue[] = []) {
-    super(message);
-    this.name = 'StoreError';
-  }
-}
 
 /**
  * How a commit attempt runs. 'alone': one statement that takes the write lock
@@ -59,8 +54,6 @@ class StaleHead extends Error {
   }
 }
 
-export type ObjectSpec = DeclarativeConfig[Kind][number];
-
 export interface StoredObject {
   kind: Kind;
   name: string;
@@ -70,14 +63,6 @@ export interface StoredObject {
   createdAt: Date;
   updatedAt: Date;
   keyPrefix?: string;
-}
-
-export interface DiffEntry {
-  op: 'create' | 'update' | 'delete';
-  kind: Kind;
-  name: string;
-  before?: ObjectSpec;
-  after?: ObjectSpec;
 }
 
 export interface CommitResult {
@@ -99,96 +84,6 @@ export interface RevisionSummary {
   createdAt: Date;
   author: string;
   message: string;
-}
-
-/**
- * The config being changed inside a commit. Object operations check existence
- * and, when asked, the caller's ETag version.
- */
-export class Draft {
-  /**
-   * If-Match versions the plan asked for, checked against the rows after the
-   * plan ran (in the same transaction, under the write lock): reading only the
-   * objects a change names keeps a write O(change).
-   */
-  readonly expectedVersions: Array<{ kind: Kind; name: string; version: number }> = [];
-
-  constructor(
-    readonly config: DeclarativeConfig,
-    readonly keys: Record<string, CredentialKey>,
-  ) {}
-
-  get(kind: Kind, name: string): ObjectSpec | undefined {
-    return (this.config[kind] as ObjectSpec[]).find((o) => o.name === name);
-  }
-
-  create(kind: Kind, spec: ObjectSpec, key?: CredentialKey): void {
-    if (this.get(kind, spec.name)) throw new StoreError('conflict', `${kind} '${spec.name}' already exists`, [{ path: ['name'], message: 'already exists' }]);
-    (this.config[kind] as ObjectSpec[]).push(spec);
-    if (key) this.keys[spec.name] = key;
-  }
-
-  replace(kind: Kind, name: string, spec: ObjectSpec, ifVersion?: number): void {
-    const list = this.config[kind] as ObjectSpec[];
-    const index = list.findIndex((o) => o.name === name);
-    if (index < 0) throw new StoreError('not_found', `${kind} '${name}' not found`);
-    this.checkVersion(kind, name, ifVersion);
-    if (spec.name !== name) throw new StoreError('invalid', 'name cannot be changed', [{ path: ['name'], message: `must be '${name}'` }]);
-    list[index] = spec;
-  }
-
-  delete(kind: Kind, name: string, ifVersion?: number): void {
-    const list = this.config[kind] as ObjectSpec[];
-    const index = list.findIndex((o) => o.name === name);
-    if (index < 0) throw new StoreError('not_found', `${kind} '${name}' not found`);
-    this.checkVersion(kind, name, ifVersion);
-    list.splice(index, 1);
-    if (kind === 'credentials') delete this.keys[name];
-    // A consumer's credentials go with it (as the foreign key cascades).
-    if (kind === 'consumers') {
-      for (const credential of this.config.credentials.filter((c) => c.consumer === name)) this.delete('credentials', credential.name);
-    }
-  }
-
-  /**
-   * Gives an api_key credential a new key (the old one, if any, is revoked by
-   * the commit). This is how a credential restored by a rollback, which comes
-   * back without a key, becomes usable again.
-   */
-  issueKey(name: string, key: CredentialKey): void {
-    const credential = this.get('credentials', name) as DeclarativeConfig['credentials'][number] | undefined;
-    if (!credential) throw new StoreError('not_found', `credentials '${name}' not found`);
-    if (credential.kind !== 'api_key') throw new StoreError('invalid', `credentials '${name}' is not an api_key credential`, [{ path: ['kind'], message: 'must be api_key' }]);
-    this.keys[name] = key;
-  }
-
-  /**
-   * Objects the plan vouches were parsed by the model's schema already (a
-   * declarative apply parses its body before it commits): the commit does not
-   * parse them a second time.
-   */
-  readonly parsed = new WeakSet<object>();
-
-  /**
-   * Replaces the whole config (declarative apply, rollback); keys of kept
-   * credentials stay. `parsed`: the config is the output of the model's schema.
-   */
-  replaceAll(config: DeclarativeConfig, keys?: Record<string, CredentialKey>, opts: { parsed?: boolean } = {}): void {
-    for (const kind of KINDS) (this.config[kind] as ObjectSpec[]) = [...(config[kind] as ObjectSpec[])];
-    if (opts.parsed) for (const kind of KINDS) for (const object of config[kind] as ObjectSpec[]) this.parsed.add(object);
-    const kept = keys ?? this.keys;
-    const next: Record<string, CredentialKey> = {};
-    for (const credential of config.credentials) {
-      const key = kept[credential.name] ?? this.keys[credential.name];
-      if (key) next[credential.name] = key;
-    }
-    for (const name of Object.keys(this.keys)) delete this.keys[name];
-    Object.assign(this.keys, next);
-  }
-
-  private checkVersion(kind: Kind, name: string, ifVersion: number | undefined): void {
-    if (ifVersion !== undefined) this.expectedVersions.push({ kind, name, version: ifVersion });
-  }
 }
 
 type Row = { name: string; spec: unknown; version: number; createdAt: Date; updatedAt: Date; keyPrefix?: string | null };
@@ -440,7 +335,9 @@ export class ConfigStore {
         // Only after the commit: a rolled-back transaction must not leave its config here.
         if (committed) {
           committed.index = moved?.index;
-          if (!this.latest || this.latest.revision < committed.revision) this.latest = committed;
+          // `<=`: a reload that ran while this commit settled (the NOTIFY can come first) cached the same
+          // revision read back, without the validation index this commit moved along: keep this one.
+          if (!this.latest || this.latest.revision <= committed.revision) this.latest = committed;
           this.afterCommit();
           for (const listener of this.committedListeners) {
             try {
@@ -477,25 +374,28 @@ export class ConfigStore {
     onMoved: (moved: { index: ValidationIndex; diff: DiffEntry[] }) => void,
   ): Promise<CommitResult & { committed?: Head }> {
     const { revision: currentRevision, snapshot: current, since } = head;
-    // Arrays are copied, objects shared: Draft replaces objects, never edits them (they are frozen).
-    const draft = new Draft(shallowCopy(current.config), { ...current.credential_keys });
+    // The head's config is shared, never copied or edited (it is frozen): the draft records what the plan writes.
+    const draft = new Draft(current.config, { ...current.credential_keys });
     plan(draft);
     // If-Match versions and revoked keys are read under the lock: only a transaction holds it across statements.
     // So are consumers and credentials (foreign key, cascade, key columns): known before any validation work is spent.
-    if (alone && (draft.expectedVersions.length > 0 || bringsKeys(current.credential_keys, draft.keys) || touchesKeyedKinds(current.config, draft.config))) throw new NeedsTransaction();
+    if (alone && (draft.expectedVersions.length > 0 || bringsKeys(current.credential_keys, draft.keys) || draft.changedKind('consumers') || draft.changedKind('credentials'))) throw new NeedsTransaction();
     await checkVersions(tx, draft.expectedVersions);
     // Config comes back on a rollback; revoked key material never does.
     const keysWithheld = await withholdRevokedKeys(tx, current.credential_keys, draft.keys);
 
-    const next = normalise(draft.config, current.config, draft.parsed);
-    const diff = diffConfigs(current.config, next);
+    // Object operations: worked out from the objects written (O(change)). A whole config: compared in full.
+    const planned = draft.plannedChange();
+    const { next, diff } = planned ?? wholeChange(draft, current.config);
     // Cross-object rules for what the change touches and what references it
     // (model/cross-object.ts); the index moves with the change and moves back
     // if the change is refused or its transaction fails.
     const index = takeIndex(head);
     index.apply(diff);
     onMoved({ index, diff });
-    const issues = validateChange(index, { revision: currentRevision + 1, ...next }, diff);
+    // A whole config the model checked in full needs no second verdict: validateState's is order-independent,
+    // and `next` is that config sorted (objects equal in content may be the head's own, which changes nothing).
+    const issues = draft.validatedWhole ? [] : validateChange(index, { revision: currentRevision + 1, ...next }, diff, { sortedUnique: planned !== undefined });
     if (issues.length > 0) throw new StoreError('invalid', 'the change would make the config invalid', issues);
 
     const keysChanged = JSON.stringify(sortKeys(current.credential_keys)) !== JSON.stringify(sortKeys(draft.keys));
@@ -620,15 +520,6 @@ async function withholdRevokedKeys(prisma: PrismaClient, current: Record<string,
   return withheld.sort();
 }
 
-/** Whether the plan changed the consumers or credentials lists (by object identity: objects it did not touch are the head's). */
-function touchesKeyedKinds(current: DeclarativeConfig, draft: DeclarativeConfig): boolean {
-  return (['consumers', 'credentials'] as const).some((kind) => {
-    const before: readonly object[] = current[kind];
-    const after: readonly object[] = draft[kind];
-    return before.length !== after.length || after.some((object, i) => object !== before[i]);
-  });
-}
-
 /** Whether `keys` holds a hash `current` does not (withholdRevokedKeys must then look at the revocations). */
 function bringsKeys(current: Record<string, CredentialKey>, keys: Record<string, CredentialKey>): boolean {
   const live = new Set(Object.values(current).map((key) => key.hash));
@@ -654,107 +545,6 @@ function stateOf(revision: number, snapshot: RevisionSnapshot): { state: State; 
 function emptyConfig(): DeclarativeConfig {
   const { revision: _revision, ...config } = emptyState(0);
   return config;
-}
-
-function shallowCopy(config: DeclarativeConfig): DeclarativeConfig {
-  const out = { ...config };
-  for (const kind of KINDS) (out[kind] as ObjectSpec[]) = [...(config[kind] as ObjectSpec[])];
-  return out;
-}
-
-/**
- * Parses every object the change brought in through the schema (filling in
- * defaults, so stored specs are canonical) and sorts by name. Objects carried
- * over from the current config are already canonical (and frozen) and are not
- * parsed again.
- */
-function normalise(config: DeclarativeConfig, current: DeclarativeConfig, parsedAlready: WeakSet<object>): DeclarativeConfig {
-  const carried: Partial<Record<Kind, boolean[]>> = {};
-  const fresh: Record<string, ObjectSpec[]> = {};
-  for (const kind of KINDS) {
-    const isCarried = carriedOver(current[kind] as ObjectSpec[], config[kind] as ObjectSpec[]);
-    carried[kind] = isCarried;
-    fresh[kind] = (config[kind] as ObjectSpec[]).filter((o, i) => !isCarried[i] && !parsedAlready.has(o));
-  }
-  const parsed = DeclarativeConfigSchema.safeParse(fresh);
-  if (!parsed.success) throw new StoreError('invalid', 'invalid config', issuesFromZod(parsed.error));
-  const out = shallowCopy(config);
-  for (const kind of KINDS) {
-    const replacements = (parsed.data[kind] as ObjectSpec[])[Symbol.iterator]();
-    const isCarried = carried[kind]!;
-    (out[kind] as ObjectSpec[]) = (config[kind] as ObjectSpec[])
-      .map((o, i) => (isCarried[i] ? o : deepFreeze(parsedAlready.has(o) ? o : replacements.next().value!)))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  }
-  return out;
-}
-
-/**
- * Which objects of a draft's list are the current list's own, without a set of
- * the whole list per write: a plan edits a copy of the list in place (replace),
- * splices (delete) and appends (create), so the draft matches the current list
- * position by position up to the first edit, and carried objects after it are
- * among the current ones from there on (a set of that rest only, built at the
- * first mismatch: none for a create, which only appends).
- */
-function carriedOver(current: readonly object[], draft: readonly object[]): boolean[] {
-  let rest: Set<object> | undefined;
-  return draft.map((o, i) => {
-    if (current[i] === o) return true;
-    rest ??= new Set(current.slice(i));
-    return rest.has(o);
-  });
-}
-
-/**
- * Object-level differences between two configs, in kind then name order. Both
- * are sorted by name (as the store keeps them), so one merge walk per kind;
- * objects carried over are the same object and are not compared. An object of
- * `after` equal in content to its `before` is replaced by it (`after`'s arrays
- * are the commit's own, not yet frozen).
- */
-export function diffConfigs(before: DeclarativeConfig, after: DeclarativeConfig): DiffEntry[] {
-  const diff: DiffEntry[] = [];
-  for (const kind of KINDS) {
-    const old = before[kind] as ObjectSpec[];
-    const next = after[kind] as ObjectSpec[];
-    let i = 0;
-    let j = 0;
-    while (i < old.length || j < next.length) {
-      const a = old[i];
-      const b = next[j];
-      if (b === undefined || (a !== undefined && a.name < b.name)) {
-        diff.push({ op: 'delete', kind, name: a!.name, before: a });
-        i += 1;
-      } else if (a === undefined || b.name < a.name) {
-        diff.push({ op: 'create', kind, name: b.name, after: b });
-        j += 1;
-      } else {
-        if (a !== b) {
-          if (canonical(a) !== canonical(b)) diff.push({ op: 'update', kind, name: a.name, before: a, after: b });
-          else next[j] = a; // equal content: keep the object the head has (caches downstream decide by identity)
-        }
-        i += 1;
-        j += 1;
-      }
-    }
-  }
-  return diff;
-}
-
-function canonical(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys<T>(value: T): T {
-  if (Array.isArray(value)) return value.map(sortKeys) as T;
-  if (value === null || typeof value !== 'object') return value;
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(value).sort()) {
-    const item = (value as Record<string, unknown>)[key];
-    if (item !== undefined) out[key] = sortKeys(item);
-  }
-  return out as T;
 }
 
 interface ObjectDelegate {
