@@ -39,4 +39,5 @@ COPY --from=build --chown=node:node /app /app
 USER node
 # Admin API (/healthz, /readyz, /v1), xDS, ext_authz, rate limit.
 EXPOSE 9080 18000 9191 8081
-CMD ["node", "control-plane/dist/main.js"]
+# The entry module holds V8's young generation before main.ts loads (control-plane/src/start.ts).
+CMD ["node", "control-plane/dist/start.js"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compiles the control plane to plain JavaScript in control-plane/dist
-# (git-ignored), which production runs: `node control-plane/dist/main.js`.
+# (git-ignored), which production runs: `node control-plane/dist/start.js`
+# (the entry module, which runs main.js; control-plane/src/start.ts says why).
 # Running compiled code instead of `node --import tsx` saves tsx's loader
 # thread and its transform caches (tens of MiB of RSS; bench/RESULTS.md).
 #
@@ -36,6 +37,7 @@ node_modules/.bin/tsc -p tsconfig.build.json --outDir "$next"
 # worker (which does not inherit --import tsx); compiled code needs no loader,
 # so the built entry loads the compiled worker directly.
 [[ -f "$next/request-path/worker.js" ]] || { echo "build: request-path/worker.js missing" >&2; exit 1; }
+[[ -f "$next/start.js" && -f "$next/main.js" ]] || { echo "build: the entry (start.js) or main.js missing" >&2; exit 1; }
 printf '%s\n' "// Written by scripts/build.sh: the compiled worker needs no TypeScript loader." "await import('./worker.js');" > "$next/request-path/worker-entry.mjs"
 [[ -d "$out" ]] && mv "$out" "$old"
 mv "$next" "$out"

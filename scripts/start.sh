@@ -4,7 +4,8 @@
 # admin :9901) and a demo upstream (:8000). Installs what it lacks first and
 # (re)builds the compiled control plane when a source changed (scripts/setup.sh
 # runs scripts/build.sh --if-stale); the control plane runs as production runs
-# it, compiled JavaScript without tsx (the Dockerfile's CMD).
+# it, compiled JavaScript without tsx, through its entry module (the
+# Dockerfile's CMD; control-plane/src/start.ts says why).
 # Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,7 +30,7 @@ trap cleanup EXIT INT TERM
 # test/unit/runtime-env.test.ts keeps them equal). The other node processes here
 # inherit them, harmlessly.
 export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 NODE_OPTIONS=--expose-gc
-node control-plane/dist/main.js & pids+=($!)
+node control-plane/dist/start.js & pids+=($!)
 node --import tsx scripts/demo-upstream.ts & pids+=($!)
 for _ in $(seq 1 100); do curl -fs "$admin/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 node --import tsx envoy/run.ts --node-id envoy-1 & pids+=($!)

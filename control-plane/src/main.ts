@@ -4,7 +4,7 @@
 //   change feed (LISTEN) -> Publisher (load State, translate) -> SnapshotCache
 //   SnapshotCache + NodeRegistry -> ADS server (SotW + delta) -> Envoys
 //   admin API (fastify) -> ConfigStore commits; fleet status from NodeRegistry
-// First, so that it holds the young generation before the other modules run (quiet-collector.ts).
+// Loaded after the entry (start.ts) has held the young generation (quiet-collector.ts).
 import { holdYoungGeneration, quietCollector } from './quiet-collector.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';

@@ -53,14 +53,38 @@ let youngGenerationHeld = isMainThread && !growthSetByOperator;
  * after (growth needs scavenges that keep much), work does. V8 reads the flag at
  * each growth, and resets it when it creates an isolate (a worker thread), so
  * main.ts holds again after starting the request-path worker. Run when this
- * module is evaluated, which main.ts makes the first (loading the modules has
- * grown it to 8 MiB by then: a command-line flag does not help, V8 resets it
+ * module is evaluated, which the entry (start.ts) makes the first, before
+ * main.ts's modules load (loading them grew it from 2 to 8 MiB when main.ts
+ * loaded this among them; a command-line flag does not help, V8 resets it
  * too). Main thread only; nothing once start-up is done.
  */
 export function holdYoungGeneration(): void {
   if (youngGenerationHeld) setFlagsFromString('--semi-space-growth-factor=1');
 }
 holdYoungGeneration();
+
+/**
+ * Keeps WebAssembly on V8's baseline compiler (Liftoff): the one Wasm module the
+ * control plane runs is Prisma's query compiler, and V8's optimising tier
+ * (TurboFan) recompiled its hot functions on background threads during
+ * start-up, whose compile memory glibc's malloc then kept, fragmented: idle RSS
+ * 3 s after start (through start.ts) was 115-121 MiB with it, 109-113 without,
+ * the start-up peak 148-154 against 141-145. CPU per one-route write and bulk
+ * writes measured no slower without it (bench/write-path.profile.ts,
+ * `SCENARIOS=bulk` of bench/propagation.bench.ts): the query compiler's share of
+ * a write is small, and the optimising compiles cost CPU too. V8 lists the flag
+ * "for testing"; it only takes TurboFan away from Wasm, Liftoff compiles every
+ * module completely. Process-wide: it also covers the HTTP parser (Wasm) of
+ * node's fetch, which only the request-path worker's JWKS refreshes use, now and
+ * then. V8 reads it when it compiles a function, so this runs when the module is
+ * evaluated, before Prisma compiles its module (start.ts loads this first).
+ * An operator's own --liftoff/--wasm flags (node flags) are left alone.
+ */
+export function wasmBaselineOnly(): void {
+  if (isMainThread && !wasmSetByOperator) setFlagsFromString('--liftoff-only');
+}
+const wasmSetByOperator = process.execArgv.some((arg) => /^--(no-)?(liftoff|wasm)/.test(arg));
+wasmBaselineOnly();
 
 /** V8 sizes the young generation for the work again (once). */
 export function youngGenerationForWork(): void {

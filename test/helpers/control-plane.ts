@@ -30,10 +30,11 @@ export interface ControlPlane {
 
 /**
  * How production runs the control plane, after `node`: the compiled build
- * (scripts/build.sh). scripts/start.sh, the Dockerfile's CMD and the Kubernetes
- * manifest say the same (test/e2e/compiled-start.test.ts checks).
+ * (scripts/build.sh), through its entry module (control-plane/src/start.ts says
+ * why). scripts/start.sh, the Dockerfile's CMD and the Kubernetes manifest say
+ * the same (test/e2e/compiled-start.test.ts, test/unit/runtime-env.test.ts check).
  */
-export const COMPILED_COMMAND: readonly string[] = ['control-plane/dist/main.js'];
+export const COMPILED_COMMAND: readonly string[] = ['control-plane/dist/start.js'];
 
 /**
  * `nodeArgs`: extra flags for the control plane's node (e.g. `--cpu-prof` when profiling a bench).
@@ -47,7 +48,7 @@ export async function startControlPlane(opts: { databaseUrl: string; gatewayPort
   const ratelimitPort = await freePort();
   // A second replica on the same database shares the first one's token (only the first creates it).
   const token = opts.token ?? `test_${randomBytes(24).toString('hex')}`;
-  const entry = opts.compiled ? COMPILED_COMMAND : ['--import', 'tsx', 'control-plane/src/main.ts'];
+  const entry = opts.compiled ? COMPILED_COMMAND : ['--import', 'tsx', 'control-plane/src/start.ts'];
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...entry], {
     cwd: repoRoot,
     env: {

@@ -7,10 +7,11 @@
 // child's alone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { COMPILED_COMMAND } from '../helpers/control-plane.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MODULE = pathToFileURL(path.join(repoRoot, 'control-plane/src/quiet-collector.ts')).href;
@@ -127,3 +128,69 @@ console.log(JSON.stringify({ atImport, startup, stillStarting, work, kept: kept.
   assert.ok(result.work >= 16, `grown again for work after: ${JSON.stringify(result)}`);
 });
 
+
+test("production's entry holds the young generation before main.ts's modules load (control-plane/src/start.ts)", async () => {
+  execFileSync('bash', [path.join(repoRoot, 'scripts/build.sh'), '--if-stale'], { stdio: 'inherit' });
+  // The process exits at its config check (an invalid ADMIN_PORT), just after every
+  // module has loaded and before anything starts; the preload reports the young
+  // generation's size as it exits.
+  const atExit = `import v8 from 'node:v8'; process.on('exit', () => process.stdout.write(JSON.stringify(v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size / 2 ** 20) + '\\n'));`;
+  const youngMiBAfterLoading = (entry: string) => {
+    const run = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(atExit)}`, entry], {
+      cwd: repoRoot,
+      timeout: 60_000,
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: '--expose-gc', ADMIN_PORT: 'not-a-port' },
+    });
+    assert.equal(run.status, 2, `exits at the config check: ${run.stderr}`);
+    assert.match(run.stderr, /ADMIN_PORT/);
+    return JSON.parse(run.stdout.trim().split('\n').at(-1)!) as number;
+  };
+  const entry = COMPILED_COMMAND.at(-1)!;
+  assert.equal(entry, 'control-plane/dist/start.js', 'production starts the entry module');
+  // Measured: 2 MiB through the entry (the size V8 starts with), 8 MiB when main.js
+  // is run directly (its static imports load before quiet-collector.ts runs). V8
+  // grows it only by doubling what a scavenge kept, and loading the same modules
+  // keeps the same objects each run: deterministic, so the bound (one doubling
+  // above the measured size, one halving below main.js's) is not a timing or load matter.
+  const throughEntry = youngMiBAfterLoading(entry);
+  const direct = youngMiBAfterLoading('control-plane/dist/main.js');
+  assert.ok(throughEntry <= 4, `held from the start: ${throughEntry} MiB (main.js direct: ${direct} MiB)`);
+  assert.ok(direct > throughEntry, `module loading alone grows it when not held first: ${direct} MiB`);
+});
+
+/**
+ * A Wasm module whose one function, f(n), sums n..1 in a loop (hand-assembled:
+ * type (i32) -> i32, exported as "f", one i32 local), called hot enough that V8's
+ * dynamic tiering recompiles it with TurboFan; V8's --trace-wasm-compilation-times
+ * prints which compiler compiled each function.
+ */
+const HOT_WASM = `
+const bytes = new Uint8Array([0x00,0x61,0x73,0x6d,0x01,0x00,0x00,0x00, 0x01,0x06,0x01,0x60,0x01,0x7f,0x01,0x7f, 0x03,0x02,0x01,0x00,
+  0x07,0x05,0x01,0x01,0x66,0x00,0x00, 0x0a,0x1b,0x01,0x19, 0x01,0x01,0x7f, 0x03,0x40, 0x20,0x01,0x20,0x00,0x6a,0x21,0x01,
+  0x20,0x00,0x41,0x01,0x6b,0x22,0x00, 0x0d,0x00, 0x0b, 0x20,0x01, 0x0b]);
+const { exports } = new WebAssembly.Instance(new WebAssembly.Module(bytes));
+let sum = 0;
+for (let i = 0; i < 200; i++) sum += exports.f(100_000);
+await new Promise((resolve) => setTimeout(resolve, 200)); // background compiles finish
+console.log(JSON.stringify(sum));
+`;
+
+test('WebAssembly stays on the baseline compiler once quiet-collector.ts is loaded (wasmBaselineOnly)', async () => {
+  const compilers = async (importFirst: string) => {
+    const script = `${importFirst}\n${HOT_WASM}`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--trace-wasm-compilation-times', '--import', 'tsx', '--input-type=module', '--eval', script], {
+      cwd: repoRoot,
+      timeout: 60_000,
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    const lines = stdout.trim().split('\n');
+    assert.match(lines.at(-1)!, /^-?\d+$/, `the module ran: ${stdout.slice(-500)}`);
+    return new Set(lines.flatMap((l) => /^Compiled function .* using (\w+)/.exec(l)?.[1] ?? []));
+  };
+  // Without it V8 recompiles the hot function with TurboFan (the case this guards
+  // against); with it, Liftoff only. Which compiler runs is V8's tiering decision,
+  // not a timing: 200 calls of 100,000 iterations are far past its tiering budget.
+  assert.ok((await compilers('')).has('TurboFan'), 'the hot function is optimised by default (the test sees tier-up)');
+  assert.deepEqual([...(await compilers(`await import(${JSON.stringify(MODULE)});`))], ['Liftoff']);
+});
