@@ -55,7 +55,10 @@ async function main(): Promise<void> {
   const prisma = createPrisma(db.url);
   closers.push(() => prisma.$disconnect());
   await ensureBootstrapToken(prisma, config, log);
-  const store = new ConfigStore(prisma, config.revisionHistory, (err) => log.warn('sluice: pruning revision history failed', { error: String(err) }));
+  const store = new ConfigStore(prisma, config.revisionHistory, (err) => log.warn('sluice: pruning revision history failed', { error: String(err) }), {
+    // Retried by the next commit that is due one; until then a rebuild replays a little more.
+    onCheckpointError: (err) => log.warn('sluice: writing a revision checkpoint failed', { error: String(err) }),
+  });
   const stopPruning = store.startPruning(); // hourly; writes also trigger one every 50 commits
   closers.push(async () => stopPruning());
 

@@ -215,6 +215,7 @@ test('pruning keeps what retention asks (and the checkpoints it needs); rollback
   // Two audit rows made old enough for the audit retention (one day) to take.
   await prisma.$executeRaw`UPDATE audit_log SET at = now() - interval '2 days' WHERE revision IN (1, 2)`;
   const auditBefore = await prisma.auditLog.count();
+  await store.checkpointsSettled(); // checkpoints are written after their commits
 
   const result = await store.prune();
   const head = await store.currentRevision();
@@ -339,6 +340,7 @@ test('0004 keeps revisions written as full snapshots: they become checkpoints, a
     await recorder.record(store);
   }
   assert.equal(await recorder.verify(prisma), 5);
+  await store.checkpointsSettled(); // checkpoints are written after their commits
   const rows = await prisma.revision.findMany({ orderBy: { id: 'asc' }, select: { id: true, snapshot: true, changes: true } });
   assert.deepEqual(rows.map((r) => [Number(r.id), r.snapshot !== null, r.changes !== null]), [
     [1, true, false], [2, true, false], // legacy rows: checkpoints as they were

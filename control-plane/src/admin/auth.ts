@@ -7,7 +7,7 @@
 // the row, so a revocation takes effect on the next request.
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { PrismaClient } from '../store/prisma.ts';
+import { rawRows, type PrismaClient } from '../store/prisma.ts';
 import { isUnavailable, ProblemError } from './problem.ts';
 import { markPhase } from './timing.ts';
 import { type AdminRole, hashAdminToken, isAdminRole } from './tokens.ts';
@@ -49,9 +49,12 @@ export function registerAuth(app: FastifyInstance, prisma: PrismaClient): void {
 
   async function lookup(hash: string, readOnly: boolean): Promise<AdminPrincipal | undefined> {
     try {
-      // Raw: on every request, and half the CPU of the equivalent model query (its query compilation).
-      const [row] = await prisma.$queryRaw<TokenRow[]>`
-        SELECT name, role, token_hash AS "tokenHash", revoked_at IS NOT NULL AS revoked FROM admin_tokens WHERE token_hash = ${hash}`;
+      // On every request: straight through the pool (rawRows), skipping Prisma's query pipeline (~1 ms of the 'auth' phase).
+      const [row] = await rawRows<TokenRow>(
+        prisma,
+        'SELECT name, role, token_hash AS "tokenHash", revoked_at IS NOT NULL AS revoked FROM admin_tokens WHERE token_hash = $1',
+        hash,
+      );
       if (!row || row.revoked || !isAdminRole(row.role) || !sameHash(row.tokenHash, hash)) {
         cache.delete(hash);
         return undefined;

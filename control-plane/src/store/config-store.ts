@@ -4,10 +4,11 @@
 // cached, checked under the lock to still be the newest; an object write
 // costs what it changes, see draft.ts), validates the result with model/
 // (only what the change can affect; so nothing half-valid is ever stored),
-// writes the changed rows, a revision (its change set, now and then the whole
-// config as a checkpoint: see revision-history.ts) and one audit row per
-// change. The revision insert fires NOTIFY on commit (see the migration), which
-// is how every replica learns of it.
+// writes the changed rows, a revision (its change set) and one audit row per
+// change. Now and then a revision also gets the whole config as a checkpoint
+// (revision-history.ts), written in the background once its commit is
+// durable, never inside it (scheduleCheckpoint). The revision insert fires
+// NOTIFY on commit (see the migration), which is how every replica learns of it.
 import {
   KINDS, ValidationIndex, emptyState, validateChange,
   type DeclarativeConfig, type Issue, type Kind, type State,
@@ -17,14 +18,22 @@ import { deepFreeze } from './frozen.ts';
 import { rawRows, type PrismaClient } from './prisma.ts';
 import { StoreError } from './store-error.ts';
 import {
-  changeSetOf, DEFAULT_HISTORY, needsCheckpoint, pruneHistory, reconstruct, replay, rowsAfter, sortedKeys,
-  type ChangeSet, type CredentialKey, type PruneResult, type RevisionHistorySettings, type RevisionSnapshot, type SinceCheckpoint,
+  changeSetOf, checkpointJson, DEFAULT_HISTORY, changeSetsSince, needsCheckpoint, pruneHistory, reconstruct, replay, sinceCheckpointAt, sortedKeys, writeCheckpoint,
+  type ChangeSet, type CheckpointWriter, type CredentialKey, type PruneResult, type RevisionHistorySettings, type RevisionSnapshot, type SinceCheckpoint,
 } from './revision-history.ts';
 
 export { Draft, diffConfigs, type DiffEntry, type ObjectSpec, type PlannedChange } from './draft.ts';
 export { StoreError, type StoreErrorCode } from './store-error.ts';
-export type { ChangeSet, CredentialKey, PruneResult, RevisionHistorySettings, RevisionSnapshot } from './revision-history.ts';
-export { DEFAULT_HISTORY } from './revision-history.ts';
+export type { ChangeSet, CheckpointWriter, CredentialKey, PruneResult, RevisionHistorySettings, RevisionSnapshot } from './revision-history.ts';
+export { DEFAULT_HISTORY, writeCheckpoint } from './revision-history.ts';
+
+/** The store's background checkpoint writing. */
+export interface CheckpointOptions {
+  /** Told when a background checkpoint write fails (the next commit tries again). */
+  onCheckpointError?: (err: unknown) => void;
+  /** Writes one checkpoint row (default: writeCheckpoint); a test may hold it back to show it is off the writer's path. */
+  writeCheckpoint?: CheckpointWriter;
+}
 
 /** Advisory lock key serialising config writers (any fixed 64-bit number). */
 const WRITE_LOCK = 7_300_115_105_099n;
@@ -102,14 +111,68 @@ export class ConfigStore {
   private localTurn: Promise<unknown> = Promise.resolve();
   private readonly committedListeners = new Set<(revision: number, snapshot: RevisionSnapshot) => void>();
   private readonly preparedListeners = new Set<(config: DeclarativeConfig) => void>();
+  /** The background checkpoint write under way, if any (one at a time). */
+  private checkpointing?: Promise<void>;
+  /** The newest checkpoint this process wrote in the background, with the counters its revision had: later heads count from it. */
+  private confirmedCheckpoint?: { revision: number; since: SinceCheckpoint };
 
   constructor(
     private readonly prisma: PrismaClient,
     history: Partial<RevisionHistorySettings> = {},
     /** Told when a background prune fails (the next one retries). */
     private readonly onPruneError: (err: unknown) => void = () => {},
+    private readonly checkpoints: CheckpointOptions = {},
   ) {
     this.history = { ...DEFAULT_HISTORY, ...history };
+  }
+
+  /** Settles when the background checkpoint write under way (if any) has, written or failed. */
+  async checkpointsSettled(): Promise<void> {
+    await this.checkpointing;
+  }
+
+  /**
+   * After the commit of `head` (a revision due a checkpoint) is durable: its
+   * checkpoint written in the background from the frozen snapshot the commit
+   * made, never awaited by the writer. One at a time: a revision due one while
+   * another is being written leaves it to the next due commit. Counters are
+   * reset only once the row holds the checkpoint (see sinceOf); a failure
+   * leaves them due, so the next commit tries again.
+   */
+  private scheduleCheckpoint(head: Head): void {
+    if (this.checkpointing || !this.stillDue(head)) return;
+    const write = this.checkpoints.writeCheckpoint ?? writeCheckpoint;
+    const { revision, snapshot, since } = head;
+    this.checkpointing = (async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve)); // the writer's reply goes out first
+      const written = await write(this.prisma, revision, await checkpointJson(snapshot));
+      if (written && (this.confirmedCheckpoint?.revision ?? 0) < revision) this.confirmedCheckpoint = { revision, since };
+    })()
+      .catch((err: unknown) => (this.checkpoints.onCheckpointError ?? (() => {}))(err))
+      .finally(() => {
+        this.checkpointing = undefined;
+      });
+  }
+
+  /** Whether `head` (counting its own change set) is still due a checkpoint: one written meanwhile may have reset its counters. */
+  private stillDue(head: Head): boolean {
+    const since = this.sinceOf(head);
+    return since.revisions >= this.history.checkpointEveryRevisions || since.bytes >= this.history.checkpointEveryBytes;
+  }
+
+  /**
+   * `head`'s counters since the last checkpoint, counted from a checkpoint
+   * written in the background since the head was made when the head's chain
+   * runs through it (same starting checkpoint, at or after its revision).
+   */
+  private sinceOf(head: Head): SinceCheckpoint {
+    const confirmed = this.confirmedCheckpoint;
+    if (!confirmed || head.revision < confirmed.revision || head.since.from !== confirmed.since.from) return head.since;
+    return {
+      revisions: head.since.revisions - confirmed.since.revisions,
+      bytes: head.since.bytes - confirmed.since.bytes,
+      from: confirmed.revision,
+    };
   }
 
   /**
@@ -120,7 +183,7 @@ export class ConfigStore {
    */
   private async latestSnapshot(prisma: PrismaClient): Promise<Head> {
     const head = await prisma.revision.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
-    if (!head) return { revision: 0, snapshot: { config: emptyConfig(), credential_keys: {} }, since: { revisions: 0, bytes: 0 } };
+    if (!head) return { revision: 0, snapshot: { config: emptyConfig(), credential_keys: {} }, since: sinceCheckpointAt(0) };
     const revision = Number(head.id);
     if (this.latest?.revision === revision) return this.latest;
     const caughtUp = this.latest && this.latest.revision < revision ? await catchUp(prisma, this.latest, revision) : undefined;
@@ -338,6 +401,7 @@ export class ConfigStore {
           // `<=`: a reload that ran while this commit settled (the NOTIFY can come first) cached the same
           // revision read back, without the validation index this commit moved along: keep this one.
           if (!this.latest || this.latest.revision <= committed.revision) this.latest = committed;
+          if (committed.checkpointDue) this.scheduleCheckpoint(committed);
           this.afterCommit();
           for (const listener of this.committedListeners) {
             try {
@@ -373,7 +437,8 @@ export class ConfigStore {
     alone: boolean,
     onMoved: (moved: { index: ValidationIndex; diff: DiffEntry[] }) => void,
   ): Promise<CommitResult & { committed?: Head }> {
-    const { revision: currentRevision, snapshot: current, since } = head;
+    const { revision: currentRevision, snapshot: current } = head;
+    const since = this.sinceOf(head);
     // The head's config is shared, never copied or edited (it is frozen): the draft records what the plan writes.
     const draft = new Draft(current.config, { ...current.credential_keys });
     plan(draft);
@@ -408,18 +473,21 @@ export class ConfigStore {
     const changesJson = JSON.stringify(changeSetOf(diff, current.credential_keys, nextSnapshot.credential_keys));
     const changeBytes = Buffer.byteLength(changesJson);
     const checkpoint = needsCheckpoint(currentRevision, since, changeBytes, this.history);
-    // The whole config only on a checkpoint; every row has its change set.
-    const snapshotJson = checkpoint ? JSON.stringify(nextSnapshot) : null;
+    // Every row has its change set. The whole config goes into the commit's own row only for the first
+    // revision (nothing to rebuild it from); any other checkpoint is written after the commit (scheduleCheckpoint).
+    const inline = checkpoint && currentRevision === 0;
+    const snapshotJson = inline ? JSON.stringify(nextSnapshot) : null;
     // One statement writes the revision, its audit rows and the rows of the
     // plain kinds (see writeRevision): one round trip for a typical write.
     const writing = writeRevision(tx, { actor, message: withheldNote(message, keysWithheld), snapshotJson, changesJson, parent: currentRevision }, diff, alone);
     this.announcePrepared(next); // the statement is sent: its round trip and fsync overlap the listeners' work
     const revisionId = await writing;
     if (revisionId === undefined) throw new StaleHead();
-    const nextSince: SinceCheckpoint = checkpoint ? { revisions: 0, bytes: 0 } : { revisions: since.revisions + 1, bytes: since.bytes + changeBytes };
+    // Counted on until a checkpoint exists: the background one resets them when written (sinceOf).
+    const nextSince: SinceCheckpoint = inline ? sinceCheckpointAt(Number(revisionId)) : { revisions: since.revisions + 1, bytes: since.bytes + changeBytes, from: since.from };
     await recordRevocations(tx, droppedKeys(current.credential_keys, draft.keys), revisionId);
     await writeKeyedRows(tx, diff, draft.keys, rekeyed(current.credential_keys, draft.keys, next));
-    const committed: Head = { revision: Number(revisionId), snapshot: freezeSnapshot(nextSnapshot), since: nextSince };
+    const committed: Head = { revision: Number(revisionId), snapshot: freezeSnapshot(nextSnapshot), since: nextSince, checkpointDue: checkpoint && !inline };
     return { revision: Number(revisionId), changed: true, diff, keysWithheld, committed };
   }
 }
@@ -432,6 +500,8 @@ interface Head {
   since: SinceCheckpoint;
   /** Cross-object links of `snapshot` (built on the first write, then moved along with each commit). */
   index?: ValidationIndex;
+  /** Made by a commit that found the revision due a checkpoint (written after the commit: scheduleCheckpoint). */
+  checkpointDue?: boolean;
 }
 
 /** The head's validation index, taken from it (a commit moves it to the next head). */
@@ -451,14 +521,16 @@ const CATCH_UP_LIMIT = 50;
 
 /**
  * `from` advanced to `to` by the rows in between; undefined when too far behind
- * (or a gap makes it unsafe). `from`'s validation index, if it has one, moves
- * along with each row's changes (O(change), where building one anew is
+ * or when `from`'s own row was pruned (rows after it may be gone too: the
+ * caller then rebuilds from a checkpoint). Each row costs what it changed
+ * (applyChangeSetWithDiff), and `from`'s validation index, if it has one,
+ * moves along with that diff (O(change), where building one anew is
  * O(config)), so a replica writing after another replica's writes stays cheap.
  */
 async function catchUp(prisma: PrismaClient, from: Head, to: number): Promise<Omit<Head, 'revision'> | undefined> {
   if (to - from.revision > CATCH_UP_LIMIT) return undefined;
-  const rows = await rowsAfter(prisma, from.revision, to);
-  if (rows.length === 0 || Number(rows.at(-1)!.id) !== to) return undefined;
+  const rows = await changeSetsSince(prisma, from.revision, to);
+  if (!rows || rows.length === 0 || Number(rows.at(-1)!.id) !== to) return undefined;
   // Taken, not shared: a replay that fails half way must not leave `from` a half-moved index.
   const index = from.index;
   from.index = undefined;
@@ -466,7 +538,8 @@ async function catchUp(prisma: PrismaClient, from: Head, to: number): Promise<Om
   let since = from.since;
   for (const row of rows) {
     const next = replay(snapshot, since, row);
-    index?.apply(diffConfigs(snapshot.config, next.snapshot.config));
+    // The diff the change set made (O(change)); a row replayed without one (a legacy full row) is compared whole.
+    index?.apply(next.diff ?? diffConfigs(snapshot.config, next.snapshot.config));
     ({ snapshot, since } = next);
   }
   return { snapshot, since, index };

@@ -43,7 +43,7 @@ interface KindEdits {
 /** Lists known to be sorted by name with unique names (frozen, so they stay so). */
 const sortedLists = new WeakSet<readonly object[]>();
 
-function isSortedUnique(list: readonly { name: string }[]): boolean {
+export function isSortedUnique(list: readonly { name: string }[]): boolean {
   if (sortedLists.has(list)) return true;
   for (let i = 1; i < list.length; i++) if (!(list[i - 1]!.name < list[i]!.name)) return false;
   if (Object.isFrozen(list)) sortedLists.add(list);
@@ -51,7 +51,7 @@ function isSortedUnique(list: readonly { name: string }[]): boolean {
 }
 
 /** First position in a list sorted by name whose name is not below `name`. */
-function lowerBound(list: readonly { name: string }[], name: string): number {
+export function lowerBound(list: readonly { name: string }[], name: string): number {
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {

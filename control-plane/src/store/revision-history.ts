@@ -1,9 +1,11 @@
 // Revision history as change sets. Each revision row holds what its commit
 // changed (objects written and deleted, credential keys set and dropped); every
-// N revisions or M bytes of change sets one row also holds the whole config (a
-// checkpoint). Any retained revision is the nearest checkpoint at or before it
-// with the change sets after it applied in order. Storage grows with what
-// changes, not with the size of the config times the number of writes
+// N revisions or M bytes of change sets one row also gets the whole config (a
+// checkpoint), written after its commit, off the writer's path (writeCheckpoint):
+// a checkpoint that is late or never written only lengthens a replay. Any
+// retained revision is the nearest checkpoint at or before it with the change
+// sets after it applied in order. Storage grows with what changes, not with the
+// size of the config times the number of writes
 // (migrations/0004_revision_changesets.sql).
 //
 // Retention deletes old rows in the background, a checkpoint interval at a
@@ -13,7 +15,8 @@ import {
   KINDS, DeclarativeConfigSchema, issuesFromZod,
   type DeclarativeConfig, type Kind,
 } from '../model/index.ts';
-import type { PrismaClient } from './prisma.ts';
+import { canonical, isSortedUnique, lowerBound, type DiffEntry } from './draft.ts';
+import { rawRows, type PrismaClient } from './prisma.ts';
 
 /** Key material kept beside a credential: never the key, only its HMAC and a visible prefix. */
 export interface CredentialKey {
@@ -76,6 +79,13 @@ export const DEFAULT_HISTORY: RevisionHistorySettings = {
 export interface SinceCheckpoint {
   revisions: number;
   bytes: number;
+  /** The revision of the checkpoint these count from (0: none seen), so counts can be moved onto a later one. */
+  from: number;
+}
+
+/** No change sets since the checkpoint at `from`. */
+export function sinceCheckpointAt(from: number): SinceCheckpoint {
+  return { revisions: 0, bytes: 0, from };
 }
 
 /** The change from `before` to `after` (configs and keys), from the commit's object diff. */
@@ -105,21 +115,52 @@ export function changeSetOf(
  * `base` is not modified (its objects are shared, never edited).
  */
 export function applyChangeSet(base: RevisionSnapshot, changes: ChangeSet): RevisionSnapshot {
+  return applyChangeSetWithDiff(base, changes).snapshot;
+}
+
+/**
+ * applyChangeSet, with the object-level diff it made (kind, then name order,
+ * as diffConfigs gives it). Each touched list is edited in place of a copy by
+ * binary search (as Draft does), so a one-object change set costs what it
+ * changes, not a sort of its kind. An object equal in content to the one it
+ * replaces is kept as the old one and is no change (caches decide by identity).
+ */
+export function applyChangeSetWithDiff(base: RevisionSnapshot, changes: ChangeSet): { snapshot: RevisionSnapshot; diff: DiffEntry[] } {
   const config = { ...base.config };
   const parsedPut = parseObjects(changes.put);
+  const diff: DiffEntry[] = [];
   for (const kind of KINDS) {
-    const gone = new Set(changes.deleted[kind] ?? []);
-    const fresh = parsedPut[kind] as ObjectSpec[];
-    if (gone.size === 0 && fresh.length === 0) continue;
-    const byName = new Map((base.config[kind] as ObjectSpec[]).map((o) => [o.name, o]));
-    for (const name of gone) byName.delete(name);
-    for (const spec of fresh) byName.set(spec.name, spec);
-    (config[kind] as ObjectSpec[]) = [...byName.values()].sort(byName_);
+    // Deletions first, then writes: an object both deleted and written is written (as a Map in that order gave it).
+    const edits = new Map<string, ObjectSpec | undefined>();
+    for (const name of changes.deleted[kind] ?? []) edits.set(name, undefined);
+    for (const spec of parsedPut[kind] as ObjectSpec[]) edits.set(spec.name, spec);
+    if (edits.size === 0) continue;
+    (config[kind] as ObjectSpec[]) = editSorted(kind, base.config[kind] as ObjectSpec[], edits, diff);
   }
   const keys = { ...base.credential_keys };
   for (const name of changes.keys_deleted) delete keys[name];
   for (const [name, key] of Object.entries(changes.keys_put)) keys[name] = { hash: key.hash, prefix: key.prefix };
-  return { config, credential_keys: sortedKeys(keys) };
+  return { snapshot: { config, credential_keys: sortedKeys(keys) }, diff };
+}
+
+/** A copy of the name-sorted `list` with each edited name set to its object or removed; diff entries appended in name order. */
+function editSorted(kind: Kind, list: readonly ObjectSpec[], edits: Map<string, ObjectSpec | undefined>, diff: DiffEntry[]): ObjectSpec[] {
+  // Spread, not slice(): V8 copies a frozen array element by element in slice().
+  const out = [...list];
+  if (!isSortedUnique(list)) out.sort(byName_); // stored lists are sorted; a hand-made one is sorted once
+  for (const name of [...edits.keys()].sort()) {
+    const at = lowerBound(out, name);
+    const before = out[at]?.name === name ? out[at] : undefined;
+    let after = edits.get(name);
+    if (before && after && before !== after && canonical(before) === canonical(after)) after = before;
+    if (after && before) out[at] = after;
+    else if (after) out.splice(at, 0, after);
+    else if (before) out.splice(at, 1);
+    if (!before && after) diff.push({ op: 'create', kind, name, after });
+    else if (before && !after) diff.push({ op: 'delete', kind, name, before });
+    else if (before && after && before !== after) diff.push({ op: 'update', kind, name, before, after });
+  }
+  return out;
 }
 
 function byName_(a: { name: string }, b: { name: string }): number {
@@ -157,16 +198,34 @@ export class HistoryError extends Error {
 }
 
 interface HistoryRow {
-  id: bigint;
+  /** bigint through Prisma, text through the pool. */
+  id: bigint | string;
+  /** Whether the row holds a checkpoint. */
+  checkpoint: boolean;
+  /** The checkpoint's text, where it was read (see changeSetsSince). */
   snapshot: string | null;
   changes: string | null;
 }
 
-/** Rows from `from` (exclusive) to `to` (inclusive), in order, for replay. */
-export async function rowsAfter(prisma: PrismaClient, from: number, to: number): Promise<HistoryRow[]> {
-  return prisma.$queryRaw<HistoryRow[]>`
-    SELECT id, snapshot::text AS snapshot, changes::text AS changes FROM revisions
-     WHERE id > ${BigInt(from)} AND id <= ${BigInt(to)} ORDER BY id`;
+/**
+ * The rows after `from` up to `to` (inclusive), in order, for a process whose
+ * head is `from` to catch up by change sets. undefined when `from` is no
+ * longer stored: a prune may then have deleted rows after it too, and
+ * replaying what is left would skip changes. One statement, so a concurrent
+ * prune cannot delete between the check and the read. A checkpoint's text is
+ * read only for a row without a change set (legacy): catching up never needs
+ * a whole config.
+ */
+export async function changeSetsSince(prisma: PrismaClient, from: number, to: number): Promise<HistoryRow[] | undefined> {
+  const rows = await rawRows<HistoryRow>(
+    prisma,
+    `SELECT id, snapshot IS NOT NULL AS checkpoint, CASE WHEN changes IS NULL THEN snapshot::text END AS snapshot, changes::text AS changes
+       FROM revisions WHERE id >= $1 AND id <= $2 ORDER BY id`,
+    BigInt(from),
+    BigInt(to),
+  );
+  if (rows.length === 0 || Number(rows[0]!.id) !== from) return undefined;
+  return rows.slice(1);
 }
 
 /**
@@ -178,13 +237,13 @@ export async function rowsAfter(prisma: PrismaClient, from: number, to: number):
  */
 export async function reconstruct(prisma: PrismaClient, revision: number): Promise<{ snapshot: RevisionSnapshot; since: SinceCheckpoint } | undefined> {
   const rows = await prisma.$queryRaw<HistoryRow[]>`
-    SELECT id, snapshot::text AS snapshot, changes::text AS changes FROM revisions
+    SELECT id, snapshot IS NOT NULL AS checkpoint, snapshot::text AS snapshot, changes::text AS changes FROM revisions
      WHERE id <= ${BigInt(revision)}
        AND id >= (SELECT max(id) FROM revisions WHERE id <= ${BigInt(revision)} AND snapshot IS NOT NULL)
      ORDER BY id`;
   if (rows.length === 0 || Number(rows.at(-1)!.id) !== revision) return undefined;
   let snapshot: RevisionSnapshot | undefined;
-  let since: SinceCheckpoint = { revisions: 0, bytes: 0 };
+  let since = sinceCheckpointAt(0);
   for (const row of rows) ({ snapshot, since } = replay(snapshot, since, row));
   return { snapshot: snapshot!, since };
 }
@@ -194,21 +253,61 @@ export async function reconstruct(prisma: PrismaClient, revision: number): Promi
  * (cheaper than parsing a checkpoint's whole config, and the same result: the
  * checkpoint was written from it); otherwise the row must be a checkpoint.
  */
-export function replay(current: RevisionSnapshot | undefined, since: SinceCheckpoint, row: HistoryRow): { snapshot: RevisionSnapshot; since: SinceCheckpoint } {
-  const isCheckpoint = row.snapshot !== null;
+export function replay(current: RevisionSnapshot | undefined, since: SinceCheckpoint, row: HistoryRow): { snapshot: RevisionSnapshot; since: SinceCheckpoint; diff?: DiffEntry[] } {
   if (current && row.changes !== null) {
-    const next = applyChangeSet(current, JSON.parse(row.changes) as ChangeSet);
-    return { snapshot: next, since: isCheckpoint ? { revisions: 0, bytes: 0 } : { revisions: since.revisions + 1, bytes: since.bytes + Buffer.byteLength(row.changes) } };
+    const next = applyChangeSetWithDiff(current, JSON.parse(row.changes) as ChangeSet);
+    const nextSince = row.checkpoint ? sinceCheckpointAt(Number(row.id)) : { revisions: since.revisions + 1, bytes: since.bytes + Buffer.byteLength(row.changes), from: since.from };
+    return { snapshot: next.snapshot, since: nextSince, diff: next.diff };
   }
-  if (isCheckpoint) return { snapshot: parseSnapshot(JSON.parse(row.snapshot!)), since: { revisions: 0, bytes: 0 } };
+  if (row.checkpoint && row.snapshot !== null) return { snapshot: parseSnapshot(JSON.parse(row.snapshot)), since: sinceCheckpointAt(Number(row.id)) };
   throw new HistoryError(`revision ${row.id} has neither a checkpoint before it nor a change set`);
 }
 
-/** Whether the next revision should be a checkpoint. The first revision always is. */
+/**
+ * Whether the next revision should be a checkpoint. The first revision always
+ * is (and carries it in its own row: nothing before it to rebuild it from).
+ */
 export function needsCheckpoint(headRevision: number, since: SinceCheckpoint, changeBytes: number, settings: RevisionHistorySettings): boolean {
   if (headRevision === 0) return true;
   return since.revisions + 1 >= settings.checkpointEveryRevisions || since.bytes + changeBytes >= settings.checkpointEveryBytes;
 }
+
+/**
+ * The snapshot as JSON, equal to JSON.stringify(snapshot), built a slice of
+ * objects at a time with the event loop let go between slices: at 10,000
+ * routes the whole is ~3 MB, tens of ms of CPU that must not stall requests.
+ */
+export async function checkpointJson(snapshot: RevisionSnapshot, objectsPerSlice = 500): Promise<string> {
+  const kinds: string[] = [];
+  for (const [kind, objects] of Object.entries(snapshot.config) as Array<[string, ObjectSpec[]]>) {
+    const parts: string[] = [];
+    for (let i = 0; i < objects.length; i += objectsPerSlice) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      parts.push(JSON.stringify(objects.slice(i, i + objectsPerSlice)).slice(1, -1));
+    }
+    kinds.push(`${JSON.stringify(kind)}:[${parts.filter((p) => p !== '').join(',')}]`);
+  }
+  return `{"config":{${kinds.join(',')}},"credential_keys":${JSON.stringify(snapshot.credential_keys)}}`;
+}
+
+/**
+ * Writes `json` as the checkpoint of revision `revision`, after its commit.
+ * True when that row now holds a checkpoint (written now or before); false
+ * when the row is gone (pruned). Only a true answer may reset the
+ * since-checkpoint counters.
+ */
+export type CheckpointWriter = (prisma: PrismaClient, revision: number, json: string) => Promise<boolean>;
+
+export const writeCheckpoint: CheckpointWriter = async (prisma, revision, json) => {
+  const [row] = await rawRows<{ exists: boolean }>(
+    prisma,
+    `WITH written AS (UPDATE revisions SET snapshot = $1::jsonb WHERE id = $2 AND snapshot IS NULL RETURNING id)
+     SELECT EXISTS (SELECT 1 FROM written) OR EXISTS (SELECT 1 FROM revisions WHERE id = $2 AND snapshot IS NOT NULL) AS exists`,
+    json,
+    BigInt(revision),
+  );
+  return row?.exists === true;
+};
 
 export interface PruneResult {
   /** Revision rows deleted. */
@@ -226,7 +325,9 @@ const PRUNE_BATCH = 500;
  * Deletes revisions past retention and audit rows past theirs. Takes no write
  * lock: deleting old rows never touches a row a writer reads or inserts. The
  * boundary is the checkpoint the oldest retained revision needs, so every
- * retained revision stays reconstructable, and the head is never deleted.
+ * retained revision stays reconstructable, and the head is never deleted. The
+ * boundary is a checkpoint that exists (snapshot IS NOT NULL), never one still
+ * to be written: until it is, the one before it is the boundary.
  */
 export async function pruneHistory(prisma: PrismaClient, settings: RevisionHistorySettings, now: Date): Promise<PruneResult> {
   const oldestRetained = await oldestRetainedRevision(prisma, settings, now);
