@@ -1,7 +1,7 @@
 // A route encoded in parts (match, action shared through the per-translation
 // memo, the rest) must be byte for byte the route encoded whole, for every
 // route the model admits: generated routes, with rate-limit policies, ring-hash
-// upstreams and auth in play.
+// upstreams and auth in play, and on a bare gateway.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
@@ -36,10 +36,19 @@ describe('translate: a route encoded in parts', () => {
           const parsed = RouteSchema.safeParse(resolve({ upstreams: ['a', 'b'], policies: [...policies.keys()], providers: [] }));
           if (parsed.success) routes.push(parsed.data);
         }
-        const ctx: RouteContext = { needs: needsOf(countNeeds(routes, options, policies)), options, policies, anys: new Map(), upstreams, encodedActions: new Map() };
-        for (const route of routes) {
-          for (const envoyRoute of envoyRoutes(route, ctx)) {
-            assert.deepEqual(Buffer.from(encodeRoute(envoyRoute, ctx.encodedActions)), Buffer.from(encode('envoy.config.route.v3.Route', envoyRoute)));
+        // With policies and the services (most routes carry per-filter config), and a bare gateway in each
+        // stats mode (most routes are a name, a match and an action).
+        const bare = new Map<string, never>();
+        const contexts = [
+          { options, policies },
+          ...(['all', 'traffic_split', 'off'] as const).map((routeStats) => ({ options: { listenerPort: 10000, routeStats }, policies: bare })),
+        ];
+        for (const { options: opts, policies: inForce } of contexts) {
+          const ctx: RouteContext = { needs: needsOf(countNeeds(routes, opts, inForce)), options: opts, policies: inForce, anys: new Map(), upstreams, encodedActions: new Map() };
+          for (const route of routes) {
+            for (const envoyRoute of envoyRoutes(route, ctx)) {
+              assert.deepEqual(Buffer.from(encodeRoute(envoyRoute, ctx.encodedActions)), Buffer.from(encode('envoy.config.route.v3.Route', envoyRoute)));
+            }
           }
         }
       }),
