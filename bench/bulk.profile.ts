@@ -20,7 +20,7 @@ import { startControlPlane, type ControlPlane } from '../test/helpers/control-pl
 import { startEnvoy, type EnvoyHandle } from '../test/helpers/envoy.ts';
 import { sleep } from '../test/helpers/net.ts';
 import { startHttpUpstream } from '../test/helpers/upstream.ts';
-import { fmtMs, percentile, processCpuMs } from './propagation-lib.ts';
+import { fmtMs, percentile, processCpuMs, serverTiming, treeCpuMs } from './propagation-lib.ts';
 
 const ENVOYS = Number(process.env.ENVOYS ?? 10);
 const SAMPLES = Number(process.env.SAMPLES ?? 3);
@@ -36,30 +36,7 @@ interface RouteSpec {
   prefix: string;
 }
 
-/** `a;dur=1.2, b;dur=3` as phase -> milliseconds. */
-function serverTiming(header: string | undefined): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const part of (header ?? '').split(',')) {
-    const match = /^\s*([\w-]+);dur=([\d.]+)\s*$/.exec(part);
-    if (match) out.set(match[1]!, Number(match[2]));
-  }
-  return out;
-}
 
-/** CPU ms used so far by `root` and its direct children (Postgres: the postmaster and its backends). */
-function treeCpuMs(root: number): number {
-  let total = processCpuMs(root);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === root) total += processCpuMs(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
-}
 
 const median = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
 const preloaded = (count: number): RouteSpec[] => Array.from({ length: count }, (_, i) => ({ name: `r-${i}`, prefix: `/r/${i}/` }));

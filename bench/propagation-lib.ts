@@ -373,3 +373,28 @@ export async function firstOkAtEvery(probes: readonly EnvoyProbe[], path: string
   const times = await Promise.all(probes.map(one));
   return times.some((t) => t === undefined) ? undefined : Math.max(...(times as number[]));
 }
+
+/** `a;dur=1.2, b;dur=3` (a Server-Timing header) as phase -> milliseconds. */
+export function serverTiming(header: string | null | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const part of (header ?? '').split(',')) {
+    const match = /^\s*([\w-]+);dur=([\d.]+)\s*$/.exec(part);
+    if (match) out.set(match[1]!, Number(match[2]));
+  }
+  return out;
+}
+
+/** CPU ms used so far by `root` and its direct children (Postgres: the postmaster and its backends). */
+export function treeCpuMs(root: number): number {
+  let total = processCpuMs(root);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === root) total += processCpuMs(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}

@@ -10,7 +10,7 @@
 // Run: node --import tsx bench/write-path.profile.ts
 // Settings (environment): ROUTES=1000  WRITES=200  ENVOYS=1  ROUTE_STATS=traffic_split
 //   CPU_PROF=<dir>: the control plane runs with --cpu-prof into <dir> (a .cpuprofile on exit)
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +18,7 @@ import { startEmbeddedPostgres } from '../control-plane/src/store/postgres.ts';
 import { startControlPlane, type ControlPlane } from '../test/helpers/control-plane.ts';
 import { startEnvoy, type EnvoyHandle } from '../test/helpers/envoy.ts';
 import { startHttpUpstream } from '../test/helpers/upstream.ts';
-import { fmtMs, percentile, processCpuMs, timedJson } from './propagation-lib.ts';
+import { fmtMs, percentile, processCpuMs, serverTiming, timedJson, treeCpuMs } from './propagation-lib.ts';
 
 const ROUTES = Number(process.env.ROUTES ?? 1000);
 const WRITES = Number(process.env.WRITES ?? 200);
@@ -26,30 +26,7 @@ const ENVOYS = Number(process.env.ENVOYS ?? 1);
 const ROUTE_STATS = process.env.ROUTE_STATS ?? 'traffic_split';
 const TIMEOUT_MS = 10_000;
 
-/** `a;dur=1.2, b;dur=3` as phase -> milliseconds. */
-function serverTiming(header: string | null): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const part of (header ?? '').split(',')) {
-    const match = /^\s*([\w-]+);dur=([\d.]+)\s*$/.exec(part);
-    if (match) out.set(match[1]!, Number(match[2]));
-  }
-  return out;
-}
 
-/** CPU ms used so far by `root` and its direct children (Postgres: the postmaster and its backends). */
-function treeCpuMs(root: number): number {
-  let total = processCpuMs(root);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === root) total += processCpuMs(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
-}
 
 const median = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
 

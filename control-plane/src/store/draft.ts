@@ -302,19 +302,8 @@ export class Draft {
     // Spread, not slice(): V8 copies a frozen array element by element in slice() (~100x slower at 10,000).
     const list = [...(this.base[kind] as ObjectSpec[])];
     const diff: DiffEntry[] = [];
-    for (const name of names) {
-      const before = this.baseObject(kind, name);
-      let after = final.get(name);
-      if (before && after && before !== after && canonical(before) === canonical(after)) after = before;
-      const at = lowerBound(list, name);
-      const present = list[at]?.name === name;
-      if (after && present) list[at] = after;
-      else if (after) list.splice(at, 0, after);
-      else if (present) list.splice(at, 1);
-      if (!before && after) diff.push({ op: 'create', kind, name, after });
-      else if (before && !after) diff.push({ op: 'delete', kind, name, before });
-      else if (before && after && before !== after) diff.push({ op: 'update', kind, name, before, after });
-    }
+    // Each name once: what sits at its place in the copy is still the head's object.
+    for (const name of names) editNamed(kind, list, name, final.get(name), diff);
     sortedLists.add(Object.freeze(list));
     return { list, diff };
   }
@@ -419,6 +408,24 @@ export function diffConfigs(before: DeclarativeConfig, after: DeclarativeConfig)
 }
 
 /** A value's JSON with object keys sorted: equal strings, equal content. */
+/**
+ * Sets `name` in `list` (sorted by name, edited in place) to `after`, or removes
+ * it when undefined, and appends the diff entry. An object equal in content to
+ * the one it replaces is that one (no change). Object writes (Draft) and
+ * change-set replay (revision-history.ts) edit lists this way.
+ */
+export function editNamed(kind: Kind, list: ObjectSpec[], name: string, after: ObjectSpec | undefined, diff: DiffEntry[]): void {
+  const at = lowerBound(list, name);
+  const before = list[at]?.name === name ? list[at] : undefined;
+  if (before && after && before !== after && canonical(before) === canonical(after)) after = before;
+  if (after && before) list[at] = after;
+  else if (after) list.splice(at, 0, after);
+  else if (before) list.splice(at, 1);
+  if (!before && after) diff.push({ op: 'create', kind, name, after });
+  else if (before && !after) diff.push({ op: 'delete', kind, name, before });
+  else if (before && after && before !== after) diff.push({ op: 'update', kind, name, before, after });
+}
+
 export function canonical(value: unknown): string {
   return JSON.stringify(sortKeys(value));
 }

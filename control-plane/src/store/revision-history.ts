@@ -15,7 +15,7 @@ import {
   KINDS, DeclarativeConfigSchema, issuesFromZod,
   type DeclarativeConfig, type Kind,
 } from '../model/index.ts';
-import { canonical, isSortedUnique, lowerBound, type DiffEntry } from './draft.ts';
+import { editNamed, isSortedUnique, type DiffEntry } from './draft.ts';
 import { rawRows, type PrismaClient } from './prisma.ts';
 
 /** Key material kept beside a credential: never the key, only its HMAC and a visible prefix. */
@@ -148,18 +148,7 @@ function editSorted(kind: Kind, list: readonly ObjectSpec[], edits: Map<string, 
   // Spread, not slice(): V8 copies a frozen array element by element in slice().
   const out = [...list];
   if (!isSortedUnique(list)) out.sort(byName_); // stored lists are sorted; a hand-made one is sorted once
-  for (const name of [...edits.keys()].sort()) {
-    const at = lowerBound(out, name);
-    const before = out[at]?.name === name ? out[at] : undefined;
-    let after = edits.get(name);
-    if (before && after && before !== after && canonical(before) === canonical(after)) after = before;
-    if (after && before) out[at] = after;
-    else if (after) out.splice(at, 0, after);
-    else if (before) out.splice(at, 1);
-    if (!before && after) diff.push({ op: 'create', kind, name, after });
-    else if (before && !after) diff.push({ op: 'delete', kind, name, before });
-    else if (before && after && before !== after) diff.push({ op: 'update', kind, name, before, after });
-  }
+  for (const name of [...edits.keys()].sort()) editNamed(kind, out, name, edits.get(name), diff);
   return out;
 }
 
