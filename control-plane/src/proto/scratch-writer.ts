@@ -96,15 +96,8 @@ export class ScratchWriter {
     return Uint8Array.prototype.slice.call(this.buffer, 0, this.pos);
   }
 
-  /** Writes `value` (an unsigned 32-bit integer) as a varint at `at`; returns where it ends. */
   private varintAt(at: number, value: number): number {
-    let rest = value;
-    while (rest > 0x7f) {
-      this.buffer[at++] = (rest & 0x7f) | 0x80;
-      rest >>>= 7;
-    }
-    this.buffer[at++] = rest;
-    return at;
+    return writeVarint(this.buffer, at, value);
   }
 
   private ensure(bytes: number): void {
@@ -115,7 +108,19 @@ export class ScratchWriter {
   }
 }
 
-function varintBytes(value: number): number {
+/** Writes `value` (an unsigned 32-bit integer) as a varint into `buffer` at `at`; returns where it ends. */
+export function writeVarint(buffer: Uint8Array, at: number, value: number): number {
+  let rest = value >>> 0;
+  while (rest > 0x7f) {
+    buffer[at++] = (rest & 0x7f) | 0x80;
+    rest >>>= 7;
+  }
+  buffer[at++] = rest;
+  return at;
+}
+
+/** How many bytes writeVarint writes for `value`. */
+export function varintBytes(value: number): number {
   let bytes = 1;
   for (let rest = value >>> 7; rest > 0; rest >>>= 7) bytes++;
   return bytes;

@@ -16,7 +16,7 @@ import { type TranslationCache, encodeRouteConfiguration } from './route-config.
 import type { RouteContext } from './routes.ts';
 import { traceContext } from './tracing.ts';
 import { RATELIMIT_CONFIG_MESSAGE, rateLimitConfigs } from './ratelimit-config.ts';
-import { compareStrings, contentVersion, sortedBy } from './util.ts';
+import { compareStrings, contentVersion, sameItems, sortedBy } from './util.ts';
 
 export { type TranslateOptions, type ServiceEndpoint, type EdgeOptions, type AccessLogOptions, type TracingOptions, type RouteStatsMode, EDGE_DEFAULTS, ROUTE_STATS_MODES } from './options.ts';
 export { ACCESS_LOG_FIELDS } from './access-log.ts';
@@ -93,9 +93,6 @@ function adjustedCounts(counts: NeedCounts, diff: RouteDiff, options: TranslateO
   return next;
 }
 
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  return a.length === b.length && a.every((item, i) => item === b[i]);
-}
 
 /**
  * The listener, reused from the cache when built from the same options object

@@ -10,7 +10,7 @@ import type { RateLimitPolicy, Route, Upstream } from '../model/index.ts';
 import { referencedUpstreams, routePolicies } from '../model/index.ts';
 import { encode } from '../proto/codec.ts';
 import { type EnvoyRoute, type RouteContext, envoyRoutes } from './routes.ts';
-import { concatBytes, fieldHeader, lengthDelimited } from './util.ts';
+import { concatBytes, fieldHeader, lengthDelimited, sameItems } from './util.ts';
 import { type VirtualHostMemo, planVirtualHosts } from './vhosts.ts';
 import type { ListenerMemo } from './listener.ts';
 import type { NeedCounts } from './filters.ts';
@@ -281,9 +281,6 @@ function cachedRoute(previous: CachedRoute | undefined, route: Route, ctx: Route
   return { route, contextKey, policies, hashKeys, bytes: sameContent ? previous.bytes : encodeEnvoyRoutes(route, ctx) };
 }
 
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  return a.length === b.length && a.every((item, i) => item === b[i]);
-}
 
 /**
  * True when JSON.stringify(a) === JSON.stringify(b), without building either

@@ -2,6 +2,7 @@
 // ordering/hashing helpers that keep translation deterministic.
 import { createHash } from 'node:crypto';
 import { type MessageName, type EnvoyMessages, packAny } from '../proto/codec.ts';
+import { varintBytes, writeVarint } from '../proto/scratch-writer.ts';
 
 export interface Duration {
   seconds?: number;
@@ -96,17 +97,9 @@ export function lengthDelimited(fieldNumber: number, bytes: Uint8Array): Uint8Ar
 
 /** The tag and length that precede `length` bytes of a length-delimited field (its body follows as separate pieces). */
 export function fieldHeader(fieldNumber: number, length: number): Uint8Array {
-  return Uint8Array.from([...varint(fieldNumber * 8 + 2), ...varint(length)]);
-}
-
-function varint(value: number): number[] {
-  const out: number[] = [];
-  let rest = value;
-  while (rest > 0x7f) {
-    out.push((rest & 0x7f) | 0x80);
-    rest = Math.floor(rest / 128);
-  }
-  out.push(rest);
+  const tag = fieldNumber * 8 + 2;
+  const out = new Uint8Array(varintBytes(tag) + varintBytes(length));
+  writeVarint(out, writeVarint(out, 0, tag), length);
   return out;
 }
 
@@ -119,4 +112,9 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
     offset += part.length;
   }
   return out;
+}
+
+/** The same items (by identity) in the same order. */
+export function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  return a.length === b.length && a.every((item, i) => item === b[i]);
 }

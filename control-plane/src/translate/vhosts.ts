@@ -103,13 +103,7 @@ function withoutRoutes(order: readonly Route[], gone: readonly Route[]): readonl
   if (gone.length === 0) return order;
   const at = new Set<number>();
   for (const route of gone) {
-    let low = 0;
-    let high = order.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (compareRoutes(order[middle]!, route) < 0) low = middle + 1;
-      else high = middle;
-    }
+    const low = placeOf(order, route, 0);
     if (order[low] !== route) return undefined;
     at.add(low);
   }
@@ -139,19 +133,25 @@ function insertOrdered(kept: readonly Route[], added: readonly Route[]): Route[]
   const out: Route[] = [];
   let from = 0;
   for (const route of added) {
-    let low = from;
-    let high = kept.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (compareRoutes(kept[middle]!, route) < 0) low = middle + 1;
-      else high = middle;
-    }
+    const low = placeOf(kept, route, from);
     for (let i = from; i < low; i++) out.push(kept[i]!);
     out.push(route);
     from = low;
   }
   for (let i = from; i < kept.length; i++) out.push(kept[i]!);
   return out;
+}
+
+/** The first index at or after `from` whose route does not come before `route` in match order (binary search). */
+function placeOf(order: readonly Route[], route: Route, from: number): number {
+  let low = from;
+  let high = order.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (compareRoutes(order[middle]!, route) < 0) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 function routesByDomain(routes: readonly Route[]): Map<string, Route[]> {

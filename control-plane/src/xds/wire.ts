@@ -2,6 +2,7 @@
 // server moves already-encoded resources without re-encoding them.
 import type { MethodDefinition } from '@grpc/grpc-js';
 import { DECODE_OPTIONS } from '../proto/codec.ts';
+import { varintBytes, writeVarint } from '../proto/scratch-writer.ts';
 import { messageType } from '../proto/envoy.ts';
 
 export interface WireNode {
@@ -145,17 +146,11 @@ function anySize(any: { type_url: string; value: Uint8Array }): number {
 
 /** Bytes of a length-delimited field holding `length` bytes. */
 function delimited(field: number, length: number): number {
-  return varintSize((field << 3) | LENGTH_DELIMITED) + varintSize(length) + length;
+  return varintBytes((field << 3) | LENGTH_DELIMITED) + varintBytes(length) + length;
 }
 
 function stringField(field: number, value: string): number {
   return delimited(field, Buffer.byteLength(value, 'utf8'));
-}
-
-function varintSize(value: number): number {
-  let bytes = 1;
-  for (let rest = value >>> 7; rest > 0; rest >>>= 7) bytes++;
-  return bytes;
 }
 
 /** Writes length-delimited fields into a buffer sized beforehand; done() checks the size was right. */
@@ -195,11 +190,6 @@ class FieldWriter {
   }
 
   private varint(value: number): void {
-    let rest = value >>> 0;
-    while (rest > 0x7f) {
-      this.buffer[this.at++] = (rest & 0x7f) | 0x80;
-      rest >>>= 7;
-    }
-    this.buffer[this.at++] = rest;
+    this.at = writeVarint(this.buffer, this.at, value);
   }
 }
