@@ -2,7 +2,7 @@
 // compare-and-set on `version`: a transition made from a stale copy (another
 // replica, or an operator action that got there first) writes nothing.
 import { ROLLOUT_STATES, RolloutSpecSchema, type RolloutState, type RolloutView, type StepDecision, type WeightChange } from '../model/rollout.ts';
-import { Prisma, type PrismaClient } from '../store/prisma.ts';
+import { Prisma, rawRows, type PrismaClient } from '../store/prisma.ts';
 import type { RolloutRecord } from './machine.ts';
 
 type Row = Awaited<ReturnType<PrismaClient['rollout']['findUniqueOrThrow']>>;
@@ -56,8 +56,12 @@ export class RolloutRepository {
     if (routes.length === 0) return [];
     // Asked on every route write, almost always to find none: a raw existence check first (a model
     // query costs twice the CPU, its query compilation), the full rows only when there are some.
-    const [hit] = await this.prisma.$queryRaw<Array<{ any: boolean }>>`
-      SELECT EXISTS (SELECT 1 FROM rollouts WHERE route = ANY(${routes}::text[]) AND state IN ('running', 'paused')) AS any`;
+    // Through the pool (rawRows), skipping Prisma's pipeline: it runs while the fleet applies the write.
+    const [hit] = await rawRows<{ any: boolean }>(
+      this.prisma,
+      `SELECT EXISTS (SELECT 1 FROM rollouts WHERE route = ANY($1::text[]) AND state IN ('running', 'paused')) AS any`,
+      routes,
+    );
     if (!hit?.any) return [];
     const rows = await this.prisma.rollout.findMany({ where: { route: { in: routes }, state: { in: ['running', 'paused'] } } });
     return rows.map(fromRow);

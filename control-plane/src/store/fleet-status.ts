@@ -204,7 +204,8 @@ export class FleetStatusWriter {
     const delta = scanAll ? this.diffAll(full) : this.diffSome(streams);
     if (delta.changed.length === 0 && delta.closed.length === 0 && !full) return;
     try {
-      await this.options.prisma.$executeRawUnsafe(FLUSH_SQL, this.options.replicaId, JSON.stringify(delta.changed), delta.closed, full);
+      // Through the pool (rawRows): a flush follows every push's ACKs, while the fleet is still applying it.
+      await rawRows(this.options.prisma, FLUSH_SQL, this.options.replicaId, JSON.stringify(delta.changed), delta.closed, full);
       if (full) this.written.clear();
       for (const [streamId, json] of delta.now) this.written.set(streamId, json);
       for (const streamId of delta.closed) this.written.delete(streamId);
@@ -257,7 +258,7 @@ export class FleetStatusWriter {
   async renewLease(): Promise<void> {
     if (this.stopped) return;
     try {
-      const rows = await this.options.prisma.$queryRawUnsafe<Array<{ lost: number }>>(HEARTBEAT_SQL, this.options.replicaId, this.timings.leaseMs, FORGET_AFTER_MS);
+      const rows = await rawRows<{ lost: number }>(this.options.prisma, HEARTBEAT_SQL, this.options.replicaId, this.timings.leaseMs, FORGET_AFTER_MS);
       if (!this.leaseHeld || (rows[0]?.lost ?? 0) > 0) {
         // (Re)gained the lease: others may have marked our rows disconnected meanwhile, so write everything again.
         this.leaseHeld = true;
