@@ -279,6 +279,8 @@ interface NewRouteFigures {
   serving: Summary;
   /** Control-plane CPU time over the samples, divided by their number. */
   cpuPerChangeMs: number;
+  /** The same for its Envoys together (applying pushes, answering the probes). */
+  envoyCpuPerChangeMs: number;
 }
 
 type NewRouteResults = Map<string, Record<string, NewRouteFigures>>;
@@ -288,6 +290,8 @@ async function newRouteScenario(systems: readonly System[], envoys: number, rout
   const probes = new Map<string, EnvoyProbe[]>();
   for (const system of systems) probes.set(system.label, await openProbes(system.gatewayPort, system.envoys.map((e) => e.pid)));
   const cpuBefore = new Map(systems.map((s) => [s.label, processCpuMs(s.pid)]));
+  const envoyCpu = (system: System) => system.envoys.reduce((sum, envoy) => sum + processCpuMs(envoy.pid), 0);
+  const envoyCpuBefore = new Map(systems.map((s) => [s.label, envoyCpu(s)]));
   try {
     for (let i = 0; i < SAMPLES; i++) {
       // Alternate who goes first, so neither always runs right after the other's Envoys were busy.
@@ -306,10 +310,11 @@ async function newRouteScenario(systems: readonly System[], envoys: number, rout
   }
   const entry: Record<string, NewRouteFigures> = {};
   for (const [label, s] of samples) {
-    const pid = systems.find((system) => system.label === label)!.pid;
+    const system = systems.find((candidate) => candidate.label === label)!;
     // Both control planes run through the whole interleaved loop, so this also holds their idle work (small next to a change).
-    const cpuPerChangeMs = (processCpuMs(pid) - cpuBefore.get(label)!) / SAMPLES;
-    entry[label] = { acked: summarize(s.acked), serving: summarize(s.serving), cpuPerChangeMs };
+    const cpuPerChangeMs = (processCpuMs(system.pid) - cpuBefore.get(label)!) / SAMPLES;
+    const envoyCpuPerChangeMs = (envoyCpu(system) - envoyCpuBefore.get(label)!) / SAMPLES;
+    entry[label] = { acked: summarize(s.acked), serving: summarize(s.serving), cpuPerChangeMs, envoyCpuPerChangeMs };
     if (s.errors.length > 0) console.log(`  ${label}: ${s.errors.length} failed samples, first: ${s.errors[0]}`);
   }
   results.set(`${envoys}/${routes}`, entry);
@@ -338,6 +343,8 @@ function printNewRoute(envoys: number, routes: number, entry: Record<string, New
   }
   const cpu = (x: NewRouteFigures) => `${x.cpuPerChangeMs.toFixed(1)} ms`;
   rows.push(['control-plane CPU per change (mean)', cpu(sluice), cpu(ref), fmtRatio(sluice.cpuPerChangeMs / ref.cpuPerChangeMs), fmtDiff(sluice.cpuPerChangeMs - ref.cpuPerChangeMs), 'not budgeted', '']);
+  const envoyCpu = (x: NewRouteFigures) => `${x.envoyCpuPerChangeMs.toFixed(1)} ms`;
+  rows.push([`CPU of the ${envoys === 1 ? 'Envoy' : `${envoys} Envoys together`} per change (mean; with the probes)`, envoyCpu(sluice), envoyCpu(ref), fmtRatio(sluice.envoyCpuPerChangeMs / ref.envoyCpuPerChangeMs), fmtDiff(sluice.envoyCpuPerChangeMs - ref.envoyCpuPerChangeMs), 'not budgeted', '']);
   console.log(`\n### New route, ${envoys} Envoy${envoys === 1 ? '' : 's'}, ${routes.toLocaleString('en')} routes preloaded, ${SAMPLES} samples each\n`);
   console.log(table(['what', 'Sluice p50 / p95 / p99', 'reference p50 / p95 / p99', 'ratio p50 / p99', 'difference p50 / p99', 'budget', ''], rows));
 }
