@@ -3,6 +3,9 @@
 //   have) is exactly the one the writer computes from the diff (changeSetOf),
 //   kinds, order, deletions and keys included, whichever way the change was
 //   worked out (object writes: from the objects written; a whole config: in full).
+// - It is stored as the text the writer sent (a json column, not jsonb), and
+//   so is a checkpoint: a replica reading them back counts the bytes the
+//   writer counted, and Postgres never parses them into jsonb.
 // - A declarative apply the model validated in full is not validated again by
 //   the store; a plan that edits the config after replacing it is.
 // Real Postgres (fsync on), no mocks.
@@ -12,7 +15,7 @@ import { DeclarativeConfigSchema, validateState } from '../../control-plane/src/
 import { ConfigStore, StoreError, type CredentialKey } from '../../control-plane/src/store/config-store.ts';
 import { migrate } from '../../control-plane/src/store/migrate.ts';
 import { createPrisma, type PrismaClient } from '../../control-plane/src/store/prisma.ts';
-import { changeSetOf } from '../../control-plane/src/store/revision-history.ts';
+import { changeSetOf, checkpointJson } from '../../control-plane/src/store/revision-history.ts';
 import { createTestDatabase, stopTestPostgres, type TestDatabase } from '../helpers/postgres.ts';
 
 let db: TestDatabase;
@@ -71,6 +74,21 @@ test('the change set stored with each revision is exactly the writer\'s (kinds, 
       assert.deepEqual(objects!.map((o) => o.name), result.diff.filter((d) => d.kind === kind && d.op !== 'delete').map((d) => d.name));
     }
   }
+});
+
+test('a change set and a checkpoint are stored as the exact text the writer sent (json, not reformatted)', async () => {
+  const store = new ConfigStore(prisma, { checkpointEveryRevisions: 1 }); // every revision due a checkpoint
+  await store.commit('t', 'upstream', (d) => d.create('upstreams', upstream('vt-u') as never));
+  await store.checkpointsSettled();
+  const keysBefore = (await store.loadState()).keys;
+  // A spec with characters JSON escapes, and keys in the schema's order (jsonb would reorder them by length).
+  const result = await store.commit('t', 'route', (d) => d.create('routes', route('vt-r', 'vt-u', '/vt/"quoted"/back\\slash/') as never));
+  await store.checkpointsSettled();
+  const { keys: keysAfter } = await store.loadState();
+  const [row] = await prisma.$queryRaw<Array<{ changes: string; snapshot: string | null }>>`
+    SELECT changes::text AS changes, snapshot::text AS snapshot FROM revisions WHERE id = ${BigInt(result.revision)}`;
+  assert.equal(row!.changes, JSON.stringify(changeSetOf(result.diff, keysBefore, keysAfter)));
+  assert.equal(row!.snapshot, await checkpointJson((await store.revisionSnapshot(result.revision))!));
 });
 
 test('a whole config the model validated is not checked twice, but an edit after replacing it is', async () => {

@@ -689,7 +689,7 @@ async function writeRevision(
     `WITH ${takeLock ? LOCKED_HEAD : TRANSACTION_HEAD},
      revision AS (
        INSERT INTO revisions (author, message, snapshot, changes)
-       SELECT $1, $2, $3::jsonb, $4::jsonb FROM head WHERE head.id = $6
+       SELECT $1, $2, $3::json, $4::json FROM head WHERE head.id = $6
        RETURNING id
      ),
      changes AS (

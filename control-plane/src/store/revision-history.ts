@@ -6,7 +6,9 @@
 // retained revision is the nearest checkpoint at or before it with the change
 // sets after it applied in order. Storage grows with what changes, not with the
 // size of the config times the number of writes
-// (migrations/0004_revision_changesets.sql).
+// (migrations/0004_revision_changesets.sql). Both are stored as json, the text
+// as written (0007_revision_history_json.sql): nothing queries inside them,
+// and every read parses them through the model's schema.
 //
 // Retention deletes old rows in the background, a checkpoint interval at a
 // time: a row goes only when it is older than the oldest retained revision's
@@ -290,7 +292,7 @@ export type CheckpointWriter = (prisma: PrismaClient, revision: number, json: st
 export const writeCheckpoint: CheckpointWriter = async (prisma, revision, json) => {
   const [row] = await rawRows<{ exists: boolean }>(
     prisma,
-    `WITH written AS (UPDATE revisions SET snapshot = $1::jsonb WHERE id = $2 AND snapshot IS NULL RETURNING id)
+    `WITH written AS (UPDATE revisions SET snapshot = $1::json WHERE id = $2 AND snapshot IS NULL RETURNING id)
      SELECT EXISTS (SELECT 1 FROM written) OR EXISTS (SELECT 1 FROM revisions WHERE id = $2 AND snapshot IS NOT NULL) AS exists`,
     json,
     BigInt(revision),
