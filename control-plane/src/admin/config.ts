@@ -5,17 +5,29 @@
 // Error paths here are relative to the file: 'routes.0.action.upstream', with
 // the index as written in the file.
 import type { FastifyInstance } from 'fastify';
-import { parseDeclarativeConfig, type DeclarativeConfig } from '../model/index.ts';
+import { KINDS, parseDeclarativeConfig, type DeclarativeConfig } from '../model/index.ts';
 import type { DiffEntry } from '../store/config-store.ts';
+import { deepFreeze } from '../store/frozen.ts';
 import { actorOf } from './auth.ts';
 import { type AdminContext, commitWrite } from './commit.ts';
 import { fieldsFromIssues, ProblemError } from './problem.ts';
 
-/** The body as the model's schema gives it, checked whole (schema and cross-object rules: the store relies on both). */
+/**
+ * The body as the model's schema gives it, checked whole (schema and
+ * cross-object rules: the store relies on both). Its objects are frozen before
+ * the cross-object check: the store freezes what it commits anyway, and keys
+ * the check works out for frozen routes are cached rather than built again by
+ * the commit (10,000 routes: ~10 ms).
+ */
 function parseConfig(body: unknown): DeclarativeConfig {
-  const parsed = parseDeclarativeConfig(body ?? {});
+  const parsed = parseDeclarativeConfig(body ?? {}, { beforeCrossCheck: freezeObjects });
   if (!parsed.ok) throw new ProblemError(422, 'invalid config', fieldsFromIssues(parsed.issues));
   return parsed.value;
+}
+
+/** Freezes each object of `config` (not its lists: a plan may still build on them). */
+function freezeObjects(config: DeclarativeConfig): void {
+  for (const kind of KINDS) for (const object of config[kind]) deepFreeze(object);
 }
 
 export function changeList(diff: readonly DiffEntry[]) {

@@ -55,10 +55,16 @@ export function emptyState(revision = 0): State {
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; issues: Issue[] };
 
-/** Schema check plus cross-object rules, for a declarative config. */
-export function parseDeclarativeConfig(input: unknown): ParseResult<DeclarativeConfig> {
+/**
+ * Schema check plus cross-object rules, for a declarative config.
+ * `beforeCrossCheck` sees the parsed config first (the admin API freezes its
+ * objects there, so what the cross-object check works out per route, such as
+ * its matcher key, is kept for the commit that follows instead of redone).
+ */
+export function parseDeclarativeConfig(input: unknown, opts: { beforeCrossCheck?: (config: DeclarativeConfig) => void } = {}): ParseResult<DeclarativeConfig> {
   const parsed = DeclarativeConfigSchema.safeParse(input);
   if (!parsed.success) return { ok: false, issues: issuesFromZod(parsed.error) };
+  opts.beforeCrossCheck?.(parsed.data);
   const issues = validateState({ revision: 0, ...parsed.data });
   return issues.length > 0 ? { ok: false, issues } : { ok: true, value: parsed.data };
 }
