@@ -8,7 +8,7 @@ import { Publisher } from '../../control-plane/src/publisher.ts';
 import { ConfigStore } from '../../control-plane/src/store/config-store.ts';
 import { migrate } from '../../control-plane/src/store/migrate.ts';
 import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaClient as GeneratedClient, createPrisma, poolOf, type PrismaClient } from '../../control-plane/src/store/prisma.ts';
+import { PrismaClient as GeneratedClient, createPrisma, poolOf, rawRows, type PrismaClient } from '../../control-plane/src/store/prisma.ts';
 import { remoteNodesBehind } from '../../control-plane/src/store/fleet-status.ts';
 import { SnapshotCache } from '../../control-plane/src/xds/cache.ts';
 import { createTestDatabase, stopTestPostgres, type TestDatabase } from '../helpers/postgres.ts';
@@ -225,4 +225,24 @@ test('the hot raw statements go through the pool under the client, with the resu
   await short.$queryRawUnsafe('SELECT 1');
   await short.$disconnect();
   assert.equal(poolOf(short), undefined);
+});
+
+test('the raw statements are prepared once per connection, and still answer after a migration changes what one returns', async () => {
+  const pool = poolOf(prisma)!;
+  await prisma.$executeRawUnsafe('CREATE TABLE prepared_probe (id int PRIMARY KEY, v int NOT NULL)');
+  await prisma.$executeRawUnsafe('INSERT INTO prepared_probe VALUES (1, 7)');
+  // Whichever pooled connection answers, it reports the statements prepared on itself.
+  const sql = 'SELECT v, (SELECT count(*)::int FROM pg_prepared_statements WHERE statement = $2) AS prepared FROM prepared_probe WHERE id = $1';
+  for (let i = 0; i < 3; i++) {
+    const [row] = await rawRows<{ v: number; prepared: number }>(prisma, sql, 1, sql);
+    assert.deepEqual(row, { v: 7, prepared: 1 }, 'prepared on the connection that ran it, and the same row as ever');
+  }
+  // Another replica's migration changes the column's type: every connection that prepared the statement
+  // now holds a plan whose result type is stale (Postgres refuses to run it), and the call still answers.
+  await prisma.$executeRawUnsafe("ALTER TABLE prepared_probe ALTER COLUMN v TYPE text USING 'seven'");
+  for (let i = 0; i < pool.totalCount + 1; i++) {
+    const [row] = await rawRows<{ v: string }>(prisma, sql, 1, sql);
+    assert.equal(row?.v, 'seven');
+  }
+  await prisma.$executeRawUnsafe('DROP TABLE prepared_probe');
 });
