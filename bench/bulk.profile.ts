@@ -11,6 +11,9 @@
 // Run: bash scripts/build.sh && node --import tsx bench/bulk.profile.ts
 // Settings (environment): ENVOYS=10  SAMPLES=3  ROUTES=1000,10000  ROUTE_STATS=traffic_split
 //   CONTROL_PLANE=compiled|tsx  CPU_PROF=<dir>  TOP=25
+//   CP_FLAGS="--trace-gc --trace-deopt"  extra node flags for the control plane; with --trace-gc
+//     or --trace-deopt, per case the full collections between samples (before each timed
+//     request) and the optimised functions V8 threw away inside the timed requests are counted
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -38,6 +41,7 @@ interface RouteSpec {
 
 
 
+const countMatches = (text: string, pattern: RegExp): number => text.match(pattern)?.length ?? 0;
 const median = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
 const preloaded = (count: number): RouteSpec[] => Array.from({ length: count }, (_, i) => ({ name: `r-${i}`, prefix: `/r/${i}/` }));
 
@@ -101,7 +105,8 @@ const profileDir = process.env.CPU_PROF;
 let cp: ControlPlane | undefined;
 const envoys: EnvoyHandle[] = [];
 try {
-  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const extraFlags = (process.env.CP_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+  const nodeArgs = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...extraFlags];
   const env = { GATEWAY_ROUTE_STATS: ROUTE_STATS, SLUICE_SERVER_TIMING: 'true', ...(COMPILED ? { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', NODE_OPTIONS: '--expose-gc' } : {}) };
   cp = await startControlPlane({ databaseUrl: db.url, env, nodeArgs, compiled: COMPILED });
   const headers = { authorization: `Bearer ${cp.token}` };
@@ -151,14 +156,19 @@ try {
     const client: number[] = [];
     const cpu = { cp: 0, pg: 0 };
     windows.set(c.what, []);
+    const traced = { fullGcs: 0, deopts: 0 };
     for (let s = 0; s < SAMPLES; s++) {
+      const outputBefore = cp.output().length;
       await replaceInSteps(preloaded(c.before));
       await sleep(300);
+      const outputAt = cp.output().length;
+      traced.fullGcs += countMatches(cp.output().slice(outputBefore, outputAt), /Mark-Compact/g);
       const id = sampleId++;
       const target = [...preloaded(c.before), ...Array.from({ length: c.after - c.before }, (_, j) => ({ name: `b${id}-${j}`, prefix: `/b${id}/${j}/` }))];
       const before = { cp: processCpuMs(cp.pid), pg: treeCpuMs(postmaster), at: nowUs() };
       const res = await put(target);
       windows.get(c.what)!.push([before.at, nowUs()]);
+      traced.deopts += countMatches(cp.output().slice(outputAt), /bailout \(kind: deopt-eager|marking dependent code/g);
       cpu.cp += processCpuMs(cp.pid) - before.cp;
       cpu.pg += treeCpuMs(postmaster) - before.pg;
       live = target;
@@ -169,6 +179,7 @@ try {
     console.log(`\n${c.what}: client median ${fmtMs(median(client))} (${client.map((ms) => ms.toFixed(0)).join(', ')} ms)`);
     console.log(`  CPU per request: control plane ${(cpu.cp / SAMPLES).toFixed(0)} ms, Postgres ${(cpu.pg / SAMPLES).toFixed(0)} ms`);
     console.log(`  server phases (median ms): ${[...phases].map(([p, v]) => `${p} ${median(v).toFixed(1)}`).join(', ')}`);
+    if (extraFlags.length > 0) console.log(`  traced: ${traced.fullGcs} full collections before the timed requests, ${traced.deopts} deoptimisations inside them (${SAMPLES} samples)`);
   }
   await cp.stop();
   cp = undefined;

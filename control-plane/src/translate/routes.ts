@@ -56,7 +56,7 @@ function buildRoute(route: Route, ctx: RouteContext, extraHeaders: HeaderMatcher
     match: routeMatch(route, extraHeaders),
     ...actionFields(route, ctx, targets),
     request_headers_to_add: headersToAdd(route.request_headers?.add),
-    request_headers_to_remove: nonEmpty([...new Set([...(route.request_headers?.remove ?? []), ...failOpenRemovedHeaders(route)])]),
+    request_headers_to_remove: requestHeadersToRemove(route),
     response_headers_to_add: headersToAdd(route.response_headers?.add),
     response_headers_to_remove: nonEmpty(route.response_headers?.remove),
     typed_per_filter_config: perFilterConfig(route, ctx),
@@ -168,7 +168,11 @@ function actionFields(route: Route, ctx: RouteContext, targets: Targets): Action
 }
 
 function routeAction(route: Route, ctx: RouteContext, targets: Targets): RouteAction {
-  const action: RouteAction = { ...clusterSpecifier(targets) };
+  // Built as a literal, not spread from another object: one per route, and a spread copies through a slow path.
+  const action: RouteAction =
+    targets.length === 1
+      ? { cluster: clusterName(targets[0]!.upstream) }
+      : { weighted_clusters: { clusters: targets.map((target) => ({ name: clusterName(target.upstream), weight: uint32(target.weight) })) } };
   if (route.rewrite?.prefix !== undefined) action.prefix_rewrite = route.rewrite.prefix;
   if (route.rewrite?.regex) {
     action.regex_rewrite = { pattern: { regex: route.rewrite.regex.pattern }, substitution: route.rewrite.regex.substitution };
@@ -184,15 +188,6 @@ function routeAction(route: Route, ctx: RouteContext, targets: Targets): RouteAc
   action.rate_limits = routeRateLimits(route, ctx);
   action.hash_policy = hashPolicies(targets, ctx.upstreams);
   return action;
-}
-
-function clusterSpecifier(targets: Targets): Pick<RouteAction, 'cluster' | 'weighted_clusters'> {
-  if (targets.length === 1) return { cluster: clusterName(targets[0]!.upstream) };
-  return {
-    weighted_clusters: {
-      clusters: targets.map((target) => ({ name: clusterName(target.upstream), weight: uint32(target.weight) })),
-    },
-  };
 }
 
 function retryPolicy(retries: NonNullable<Route['retries']>): RouteAction['retry_policy'] {
@@ -214,6 +209,8 @@ type HashPolicy = NonNullable<RouteAction['hash_policy']>[number];
 
 /** Hash policies for the ring_hash upstreams among the targets, deduplicated and sorted. */
 function hashPolicies(targets: Targets, upstreams: ReadonlyMap<string, Upstream>): HashPolicy[] | undefined {
+  // Most routes target no ring-hash upstream: nothing is allocated for them.
+  if (!targets.some((target) => upstreams.get(target.upstream)?.hash_key)) return undefined;
   const byKey = new Map<string, HashPolicy>();
   for (const target of targets) {
     const key = upstreams.get(target.upstream)?.hash_key;
@@ -235,6 +232,15 @@ function headersToAdd(headers: ReadonlyArray<{ name: string; value: string; appe
     header: { key: header.name, value: literalHeaderValue(header.value) },
     append_action: header.append ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD',
   }));
+}
+
+/** The route's own removals, then the credential headers a fail-open route drops, each once; undefined when none. */
+function requestHeadersToRemove(route: Route): string[] | undefined {
+  const own = route.request_headers?.remove ?? [];
+  const failOpen = failOpenRemovedHeaders(route);
+  // Most routes have neither: no set or copies for them.
+  if (own.length === 0 && failOpen.length === 0) return undefined;
+  return nonEmpty([...new Set([...own, ...failOpen])]);
 }
 
 function nonEmpty(items: readonly string[] | undefined): string[] | undefined {
