@@ -47,12 +47,16 @@ export async function rawRows<T>(prisma: PrismaClient, sql: string, ...values: u
   } catch (err) {
     // "cached plan must not change result type": a migration (another replica's, during an upgrade)
     // changed a column this connection's prepared statement returns. Once more, unprepared.
-    if ((err as { code?: unknown }).code === CACHED_PLAN_CHANGED) return (await pool.query(sql, values)).rows as T[];
+    if (isStalePlan(err)) return (await pool.query(sql, values)).rows as T[];
     throw err;
   }
 }
 
-const CACHED_PLAN_CHANGED = '0A000';
+/** Postgres refused to run a prepared plan whose result columns changed (raised before the statement does anything). */
+function isStalePlan(err: unknown): boolean {
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  return code === '0A000' && typeof message === 'string' && message.includes('cached plan must not change result type');
+}
 
 /**
  * The statements rawRows runs are a fixed set of shapes (the hot ones run on
