@@ -132,6 +132,8 @@ export function quietCollector(log: Log): QuietCollector {
   let heapAfterLast = heapBytes();
   let round = 0;
   let startupTimer: NodeJS.Timeout | undefined;
+  /** Start-up's compaction, when a publish came before it ran: the next quiet collection does it. */
+  let startupCompactionDue = false;
   const schedule = (always: boolean) => {
     clearTimeout(timer);
     timer = setTimeout(() => collect(always), QUIET_MS);
@@ -142,10 +144,8 @@ export function quietCollector(log: Log): QuietCollector {
     const before = heapBytes();
     if (!gc || (!always && before - heapAfterLast < COLLECT_AFTER_GROWTH_BYTES)) return;
     const started = performance.now();
-    // Start-up's compaction still due (a write came first): this collection is it.
-    if (startupTimer) {
-      clearTimeout(startupTimer);
-      startupTimer = undefined;
+    if (startupCompactionDue) {
+      startupCompactionDue = false;
       compactingCollection();
       youngGenerationForWork();
     } else gc();
@@ -171,9 +171,16 @@ export function quietCollector(log: Log): QuietCollector {
     },
     published: () => {
       if (!gc) return;
-      startupTimer?.refresh(); // not quiet yet
+      // Start-up's compaction not run yet (a write came first): the collection once quiet after this
+      // publish is it, whatever the growth. (Left on its own timer, refreshed, it fired first and took
+      // the growth this collection was for.)
+      if (startupTimer) {
+        clearTimeout(startupTimer);
+        startupTimer = undefined;
+        startupCompactionDue = true;
+      }
       round = 0;
-      schedule(false);
+      schedule(startupCompactionDue);
     },
     stop: () => {
       clearTimeout(timer);
