@@ -66,20 +66,29 @@ test('without --expose-gc a compacting collection does nothing', async () => {
   assert.equal(JSON.parse(stdout.trim()), false);
 });
 
-test('quietCollector compacts once quiet after startupDone(), and only once', async () => {
-  const result = await inChild<{ messages: string[]; freeBefore: number; freeAfter: number }>(`${FRAGMENT}
+/**
+ * A quietCollector on the fragmented heap (FRAGMENT) in a child: `calls` on
+ * `collector` right after it is made, then past the quiet second (with margin;
+ * its timers are unref'd, so the child waits). What it logged, and old space's
+ * free bytes before and after.
+ */
+function collectorRun(calls: string): Promise<{ messages: string[]; freeBefore: number; freeAfter: number }> {
+  return inChild(`${FRAGMENT}
 gc(); gc();
 const messages = [];
 const log = { info: (msg) => messages.push(msg), warn: (msg) => messages.push(msg), error: (msg) => messages.push(msg), debug: () => {} };
 const collector = quiet.quietCollector(log);
 const freeBefore = oldSpace().space_size - oldSpace().space_used_size;
-collector.startupDone();
-// Past the quiet second, with margin; the timer is unref'd, so keep the process alive.
+${calls}
 await new Promise((resolve) => setTimeout(resolve, 2_500));
 collector.stop();
 const freeAfter = oldSpace().space_size - oldSpace().space_used_size;
 console.log(JSON.stringify({ messages, freeBefore, freeAfter, kept: kept.length }));
 `);
+}
+
+test('quietCollector compacts once quiet after startupDone(), and only once', async () => {
+  const result = await collectorRun('collector.startupDone();');
   assert.deepEqual(result.messages, ['sluice: compacted the heap once quiet after start-up']);
   // The heap of the case above: ~27 MiB free before, ~1 MiB after.
   assert.ok(result.freeBefore > 16 * MiB, `half-empty pages before (${result.freeBefore})`);
@@ -89,19 +98,7 @@ console.log(JSON.stringify({ messages, freeBefore, freeAfter, kept: kept.length 
 test('a publish before start-up\'s compaction ran: one collection once quiet after it, and it compacts', async () => {
   // The control plane's first write can come within start-up's quiet second. Start-up's compaction must
   // then not run on its own first and take the growth the collection after the publish is for.
-  const result = await inChild<{ messages: string[]; freeBefore: number; freeAfter: number }>(`${FRAGMENT}
-gc(); gc();
-const messages = [];
-const log = { info: (msg) => messages.push(msg), warn: (msg) => messages.push(msg), error: (msg) => messages.push(msg), debug: () => {} };
-const collector = quiet.quietCollector(log);
-const freeBefore = oldSpace().space_size - oldSpace().space_used_size;
-collector.startupDone();
-collector.published();
-await new Promise((resolve) => setTimeout(resolve, 2_500));
-collector.stop();
-const freeAfter = oldSpace().space_size - oldSpace().space_used_size;
-console.log(JSON.stringify({ messages, freeBefore, freeAfter, kept: kept.length }));
-`);
+  const result = await collectorRun('collector.startupDone();\ncollector.published();');
   // A compacting collection gives back ~8 MiB or more: a second round may follow it.
   assert.equal(result.messages[0], 'sluice: collected garbage once quiet');
   assert.ok(!result.messages.includes('sluice: compacted the heap once quiet after start-up'), result.messages.join(', '));
