@@ -168,11 +168,7 @@ function actionFields(route: Route, ctx: RouteContext, targets: Targets): Action
 }
 
 function routeAction(route: Route, ctx: RouteContext, targets: Targets): RouteAction {
-  // Built as a literal, not spread from another object: one per route, and a spread copies through a slow path.
-  const action: RouteAction =
-    targets.length === 1
-      ? { cluster: clusterName(targets[0]!.upstream) }
-      : { weighted_clusters: { clusters: targets.map((target) => ({ name: clusterName(target.upstream), weight: uint32(target.weight) })) } };
+  const action: RouteAction = clusterSpecifier(targets); // a fresh object: not spread into another
   if (route.rewrite?.prefix !== undefined) action.prefix_rewrite = route.rewrite.prefix;
   if (route.rewrite?.regex) {
     action.regex_rewrite = { pattern: { regex: route.rewrite.regex.pattern }, substitution: route.rewrite.regex.substitution };
@@ -188,6 +184,15 @@ function routeAction(route: Route, ctx: RouteContext, targets: Targets): RouteAc
   action.rate_limits = routeRateLimits(route, ctx);
   action.hash_policy = hashPolicies(targets, ctx.upstreams);
   return action;
+}
+
+function clusterSpecifier(targets: Targets): Pick<RouteAction, 'cluster' | 'weighted_clusters'> {
+  if (targets.length === 1) return { cluster: clusterName(targets[0]!.upstream) };
+  return {
+    weighted_clusters: {
+      clusters: targets.map((target) => ({ name: clusterName(target.upstream), weight: uint32(target.weight) })),
+    },
+  };
 }
 
 function retryPolicy(retries: NonNullable<Route['retries']>): RouteAction['retry_policy'] {
@@ -240,7 +245,7 @@ function requestHeadersToRemove(route: Route): string[] | undefined {
   const failOpen = failOpenRemovedHeaders(route);
   // Most routes have neither: no set or copies for them.
   if (own.length === 0 && failOpen.length === 0) return undefined;
-  return nonEmpty([...new Set([...own, ...failOpen])]);
+  return [...new Set([...own, ...failOpen])];
 }
 
 function nonEmpty(items: readonly string[] | undefined): string[] | undefined {
