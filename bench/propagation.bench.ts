@@ -13,6 +13,9 @@
 //   SAMPLES=50  BULK_SAMPLES=5  BULK_ENVOYS=10  RSS_ENVOYS=10  RSS_ROUTES=10000
 //   PROBE_MS=5  XDS=sotw|delta  CONTROL_PLANE=compiled|tsx (compiled, as production runs it: scripts/build.sh)
 //   CONTROL_PLANE_NODE_ARGS='' (extra node flags for the control plane)  PRODUCTION_ENV=0 (without production's memory settings)
+//   CANDIDATE=reference: an A/A run (new-route scenario only): a second reference
+//     instance takes Sluice's place, to show how far two identical systems' figures
+//     differ on this machine (the noise a ratio budget has to sit above)
 import { execFileSync } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -71,6 +74,13 @@ const RSS_ROUTES = whole('RSS_ROUTES', 10_000);
 const DELTA = process.env.XDS === 'delta';
 /** Sluice's GATEWAY_ROUTE_STATS for the run (README): per-route stats are Envoy work the reference does not do. */
 const ROUTE_STATS = process.env.ROUTE_STATS ?? 'all';
+const CANDIDATE = process.env.CANDIDATE ?? 'sluice';
+if (!['sluice', 'reference'].includes(CANDIDATE)) throw new Error(`CANDIDATE: '${CANDIDATE}' (sluice, reference)`);
+/** A/A: the reference against a second instance of itself. */
+const A_A = CANDIDATE === 'reference';
+if (A_A && [...SCENARIOS].some((s) => s !== 'new')) throw new Error('CANDIDATE=reference runs the new-route scenario only: set SCENARIOS=new');
+/** Whose figures the budgets judge: Sluice's, or in an A/A run the second reference's. */
+const CANDIDATE_LABEL = A_A ? 'reference-B' : 'Sluice';
 const CONTROL_PLANE = process.env.CONTROL_PLANE ?? 'compiled';
 if (!['compiled', 'tsx'].includes(CONTROL_PLANE)) throw new Error(`CONTROL_PLANE: '${CONTROL_PLANE}' (compiled, tsx)`);
 /** Production runs the compiled build (scripts/start.sh, the Dockerfile); tsx is what the tests run. */
@@ -172,7 +182,7 @@ function sluiceSystem(cp: ControlPlane, upstreamPort: number): System {
   });
 }
 
-function referenceSystem(anchor: Anchor): System {
+function referenceSystem(anchor: Anchor, label = 'reference'): System {
   const base = `http://127.0.0.1:${anchor.httpPort}`;
   const write = async (method: string, routes: readonly RouteSpec[], timeoutMs: number): Promise<WriteResult> => {
     try {
@@ -185,7 +195,7 @@ function referenceSystem(anchor: Anchor): System {
     }
   };
   return tracking({
-    label: 'reference',
+    label,
     pid: anchor.pid,
     gatewayPort: anchor.gatewayPort,
     envoys: [],
@@ -322,7 +332,7 @@ async function newRouteScenario(systems: readonly System[], envoys: number, rout
 }
 
 function printNewRoute(envoys: number, routes: number, entry: Record<string, NewRouteFigures>): void {
-  const sluice = entry.Sluice!;
+  const sluice = entry[CANDIDATE_LABEL]!;
   const ref = entry.reference!;
   const rows: string[][] = [];
   for (const metric of ['acked', 'serving'] as const) {
@@ -346,7 +356,7 @@ function printNewRoute(envoys: number, routes: number, entry: Record<string, New
   const envoyCpu = (x: NewRouteFigures) => `${x.envoyCpuPerChangeMs.toFixed(1)} ms`;
   rows.push([`CPU of the ${envoys === 1 ? 'Envoy' : `${envoys} Envoys together`} per change (mean; with the probes)`, envoyCpu(sluice), envoyCpu(ref), fmtRatio(sluice.envoyCpuPerChangeMs / ref.envoyCpuPerChangeMs), fmtDiff(sluice.envoyCpuPerChangeMs - ref.envoyCpuPerChangeMs), 'not budgeted', '']);
   console.log(`\n### New route, ${envoys} Envoy${envoys === 1 ? '' : 's'}, ${routes.toLocaleString('en')} routes preloaded, ${SAMPLES} samples each\n`);
-  console.log(table(['what', 'Sluice p50 / p95 / p99', 'reference p50 / p95 / p99', 'ratio p50 / p99', 'difference p50 / p99', 'budget', ''], rows));
+  console.log(table(['what', `${CANDIDATE_LABEL} p50 / p95 / p99`, 'reference p50 / p95 / p99', 'ratio p50 / p99', 'difference p50 / p99', 'budget', ''], rows));
 }
 
 /** At the largest route count, each figure within 1.5x of the same figure at the smallest. */
@@ -361,15 +371,16 @@ function printScaling(results: NewRouteResults): void {
     if (!a || !b) continue;
     for (const metric of ['acked', 'serving'] as const) {
       for (const p of ['p50', 'p99'] as const) {
-        const s = b.Sluice![metric][p] / a.Sluice![metric][p];
+        const [sa, sb] = [a[CANDIDATE_LABEL]!, b[CANDIDATE_LABEL]!];
+        const s = sb[metric][p] / sa[metric][p];
         const r = b.reference![metric][p] / a.reference![metric][p];
-        rows.push([`${envoys} Envoy${envoys === 1 ? '' : 's'}, ${metric === 'acked' ? 'all ACKed' : 'first 200 everywhere'}, ${p}`, `${fmtMs(a.Sluice![metric][p])} → ${fmtMs(b.Sluice![metric][p])}`, fmtRatio(s), `${fmtMs(a.reference![metric][p])} → ${fmtMs(b.reference![metric][p])}`, fmtRatio(r), '≤ 1.5', verdict(s <= 1.5)]);
+        rows.push([`${envoys} Envoy${envoys === 1 ? '' : 's'}, ${metric === 'acked' ? 'all ACKed' : 'first 200 everywhere'}, ${p}`, `${fmtMs(sa[metric][p])} → ${fmtMs(sb[metric][p])}`, fmtRatio(s), `${fmtMs(a.reference![metric][p])} → ${fmtMs(b.reference![metric][p])}`, fmtRatio(r), '≤ 1.5', verdict(s <= 1.5)]);
       }
     }
   }
   if (rows.length === 0) return;
   console.log(`\n### New route: ${large.toLocaleString('en')} vs ${small.toLocaleString('en')} routes preloaded\n`);
-  console.log(table(['figure', 'Sluice', 'Sluice ratio', 'reference', 'reference ratio', 'budget (Sluice)', ''], rows));
+  console.log(table(['figure', CANDIDATE_LABEL, `${CANDIDATE_LABEL} ratio`, 'reference', 'reference ratio', `budget (${CANDIDATE_LABEL})`, ''], rows));
 }
 
 // ---- scenario 2: many routes in one request ---------------------------------------------
@@ -522,24 +533,36 @@ console.log(`Postgres: ${durability}`);
 const postmasterPid = Number(readFileSync(path.join(db.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
 const upstream = await startHttpUpstream({ name: 'bench' });
 let cp: ControlPlane | undefined;
-let anchor: Anchor | undefined;
+const anchors: Anchor[] = [];
 const systems: System[] = [];
 let exitCode = 0;
-try {
-  if (COMPILED) execFileSync('bash', ['scripts/build.sh', '--if-stale'], { stdio: 'inherit' });
-  cp = await startControlPlane({ databaseUrl: db.url, env: { ...CONTROL_PLANE_ENV, GATEWAY_ROUTE_STATS: ROUTE_STATS }, compiled: COMPILED, nodeArgs: CONTROL_PLANE_NODE_ARGS });
-  anchor = await startAnchor({ upstreamPort: upstream.port });
-  const anchorPid = anchor.pid;
-  // The Envoy and control-plane helpers kill their children on exit (e.g. Ctrl-C); the anchor's helper does not.
+
+/** A reference instance, killed when this process exits (the Envoy and control-plane helpers do that for theirs; the anchor's does not). */
+async function startReference(label?: string): Promise<System> {
+  const anchor = await startAnchor({ upstreamPort: upstream.port });
+  anchors.push(anchor);
   process.on('exit', () => {
     try {
-      process.kill(anchorPid, 'SIGKILL');
+      process.kill(anchor.pid, 'SIGKILL');
     } catch {
       // already stopped
     }
   });
-  const sluice = sluiceSystem(cp, upstream.port);
-  const reference = referenceSystem(anchor);
+  return referenceSystem(anchor, label);
+}
+
+try {
+  let candidate: System;
+  if (A_A) {
+    candidate = await startReference(CANDIDATE_LABEL);
+  } else {
+    if (COMPILED) execFileSync('bash', ['scripts/build.sh', '--if-stale'], { stdio: 'inherit' });
+    cp = await startControlPlane({ databaseUrl: db.url, env: { ...CONTROL_PLANE_ENV, GATEWAY_ROUTE_STATS: ROUTE_STATS }, compiled: COMPILED, nodeArgs: CONTROL_PLANE_NODE_ARGS });
+    candidate = sluiceSystem(cp, upstream.port);
+  }
+  // `sluice` is the system the budgets judge: Sluice, or in an A/A run the second reference.
+  const sluice = candidate;
+  const reference = await startReference();
   systems.push(sluice, reference);
   const started = performance.now();
 
@@ -583,7 +606,7 @@ try {
 } finally {
   for (const system of systems) for (const envoy of system.envoys) await envoy.stop();
   await cp?.stop();
-  await anchor?.stop();
+  for (const anchor of anchors) await anchor.stop();
   await upstream.close();
   await db.stop();
   process.exit(exitCode);
