@@ -17,6 +17,8 @@
 //   ROUNDS (default 3), WARMUP_S (per arm, default 2), CREDENTIALS (distinct keys/tokens, default 50),
 //   JIT_WARMUP_S (default 15: the authz arms first run this long at half RATE),
 //   ARMS (comma-separated subset of the arms)
+//   ENVOY_CONCURRENCY (Envoy worker threads, default 2: what deploy/, docker-compose.yml
+//   and `npm start` run; 1 puts the proxying and the ext_authz call on one thread)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { AUTHZ_READ_HEADERS } from '../control-plane/src/model/contract.ts';
@@ -38,6 +40,8 @@ import { machine, median, processCpuMs, roundOrder, runProblems, SETTLE_MS, star
 
 const RATE = Number(process.env.RATE ?? 2_000);
 const DURATION_S = Number(process.env.DURATION_S ?? 10);
+const ENVOY_CONCURRENCY = Number(process.env.ENVOY_CONCURRENCY ?? 2);
+if (!Number.isInteger(ENVOY_CONCURRENCY) || ENVOY_CONCURRENCY < 1) throw new Error('ENVOY_CONCURRENCY must be a whole number >= 1');
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const WARMUP_S = Number(process.env.WARMUP_S ?? 2);
 const CREDENTIALS = Number(process.env.CREDENTIALS ?? 50);
@@ -237,6 +241,7 @@ try {
     adsPort,
     nodeId,
     nodeCluster: 'authz-bench',
+    concurrency: ENVOY_CONCURRENCY,
     extraArgs: ['--config-yaml', staticBootstrap(staticPort, upstream.port, JSON.stringify({ keys: [signing.jwk] }), floor.port)],
   });
 
@@ -275,7 +280,7 @@ try {
   if (ARMS.includes('envoy-authz-floor') && (await floorChecks(envoy)) < 1) throw new Error('envoy-authz-floor: the route did not call the stub');
 
   console.log(`machine: ${machine()}`);
-  console.log(`rate ${RATE}/s, ${DURATION_S} s per arm per round, ${ROUNDS} rounds, ${CREDENTIALS} distinct keys/tokens, Envoy --concurrency 1, authz JIT warm-up ${JIT_WARMUP_S} s`);
+  console.log(`rate ${RATE}/s, ${DURATION_S} s per arm per round, ${ROUNDS} rounds, ${CREDENTIALS} distinct keys/tokens, Envoy --concurrency ${ENVOY_CONCURRENCY}, authz JIT warm-up ${JIT_WARMUP_S} s`);
   for (const arm of ARMS) if (arm === 'api-key' || arm === 'jwt') await vegeta(targets[arm], Math.max(1, Math.round(RATE / 2)), JIT_WARMUP_S);
   for (const arm of ARMS) await vegeta(targets[arm], RATE, WARMUP_S);
 

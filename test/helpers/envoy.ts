@@ -29,6 +29,8 @@ export interface StartEnvoyOptions {
   metricsSink?: false | MetricsSinkOptions;
   /** Envoy log level (default `warning`). */
   logLevel?: string;
+  /** Worker threads (default 1, light for tests; deploy/ and `npm start` run 2). */
+  concurrency?: number;
   extraArgs?: string[];
   /** How long to wait for the admin API to answer (default 15 s). */
   startTimeoutMs?: number;
@@ -210,7 +212,7 @@ async function startOnce(opts: StartEnvoyOptions, nodeId: string): Promise<Envoy
 
   const args = [
     '-c', configFile,
-    '--concurrency', '1',
+    '--concurrency', String(opts.concurrency ?? 1),
     // No shared memory at all, so parallel Envoys never collide on a base id.
     '--disable-hot-restart',
     // Removed/changed listeners drain for 1 s instead of 10 min.
