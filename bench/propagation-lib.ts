@@ -384,9 +384,15 @@ export function serverTiming(header: string | null | undefined): Map<string, num
   return out;
 }
 
-/** CPU ms used so far by `root` and its direct children (Postgres: the postmaster and its backends). */
+/**
+ * CPU ms used so far by `root` and its direct children (Postgres: the postmaster and its backends),
+ * counting children that already exited (an autovacuum worker, a closed connection's backend): the
+ * root's own time includes what it reaped from them (cutime, cstime), so the total never goes down.
+ */
 export function treeCpuMs(root: number): number {
-  let total = processCpuMs(root);
+  const stat = readFileSync(`/proc/${root}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let total = (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {

@@ -43,6 +43,7 @@ import {
   type Summary,
   table,
   timedJson,
+  treeCpuMs,
   verdict,
 } from './propagation-lib.ts';
 
@@ -121,6 +122,8 @@ interface System {
   label: string;
   /** The control-plane process, for RSS. */
   pid: number;
+  /** Its database's postmaster (Sluice's Postgres), whose process tree's CPU is part of a change's cost. */
+  databasePid?: number;
   gatewayPort: number;
   envoys: EnvoyHandle[];
   nodeCluster: string;
@@ -154,7 +157,7 @@ function tracking(system: System): System {
   return system;
 }
 
-function sluiceSystem(cp: ControlPlane, upstreamPort: number): System {
+function sluiceSystem(cp: ControlPlane, upstreamPort: number, databasePid: number): System {
   const headers = { authorization: `Bearer ${cp.token}` };
   const spec = (r: RouteSpec) => ({ name: r.name, match: { path: { prefix: r.prefix } }, action: { upstream: 'bench' } });
   const upstreams = [{ name: 'bench', endpoints: [{ host: '127.0.0.1', port: upstreamPort }] }];
@@ -171,6 +174,7 @@ function sluiceSystem(cp: ControlPlane, upstreamPort: number): System {
   return tracking({
     label: 'Sluice',
     pid: cp.pid,
+    databasePid,
     gatewayPort: cp.gatewayPort,
     envoys: [],
     live: [],
@@ -291,6 +295,8 @@ interface NewRouteFigures {
   cpuPerChangeMs: number;
   /** The same for its Envoys together (applying pushes, answering the probes). */
   envoyCpuPerChangeMs: number;
+  /** The same for its database's processes (none for the reference). */
+  databaseCpuPerChangeMs?: number;
 }
 
 type NewRouteResults = Map<string, Record<string, NewRouteFigures>>;
@@ -302,6 +308,8 @@ async function newRouteScenario(systems: readonly System[], envoys: number, rout
   const cpuBefore = new Map(systems.map((s) => [s.label, processCpuMs(s.pid)]));
   const envoyCpu = (system: System) => system.envoys.reduce((sum, envoy) => sum + processCpuMs(envoy.pid), 0);
   const envoyCpuBefore = new Map(systems.map((s) => [s.label, envoyCpu(s)]));
+  const databaseCpu = (system: System) => (system.databasePid === undefined ? undefined : treeCpuMs(system.databasePid));
+  const databaseCpuBefore = new Map(systems.map((s) => [s.label, databaseCpu(s)]));
   try {
     for (let i = 0; i < SAMPLES; i++) {
       // Alternate who goes first, so neither always runs right after the other's Envoys were busy.
@@ -324,7 +332,9 @@ async function newRouteScenario(systems: readonly System[], envoys: number, rout
     // Both control planes run through the whole interleaved loop, so this also holds their idle work (small next to a change).
     const cpuPerChangeMs = (processCpuMs(system.pid) - cpuBefore.get(label)!) / SAMPLES;
     const envoyCpuPerChangeMs = (envoyCpu(system) - envoyCpuBefore.get(label)!) / SAMPLES;
-    entry[label] = { acked: summarize(s.acked), serving: summarize(s.serving), cpuPerChangeMs, envoyCpuPerChangeMs };
+    const databaseBefore = databaseCpuBefore.get(label);
+    const databaseCpuPerChangeMs = databaseBefore === undefined ? undefined : (databaseCpu(system)! - databaseBefore) / SAMPLES;
+    entry[label] = { acked: summarize(s.acked), serving: summarize(s.serving), cpuPerChangeMs, envoyCpuPerChangeMs, databaseCpuPerChangeMs };
     if (s.errors.length > 0) console.log(`  ${label}: ${s.errors.length} failed samples, first: ${s.errors[0]}`);
   }
   results.set(`${envoys}/${routes}`, entry);
@@ -355,6 +365,8 @@ function printNewRoute(envoys: number, routes: number, entry: Record<string, New
   rows.push(['control-plane CPU per change (mean)', cpu(sluice), cpu(ref), fmtRatio(sluice.cpuPerChangeMs / ref.cpuPerChangeMs), fmtDiff(sluice.cpuPerChangeMs - ref.cpuPerChangeMs), 'not budgeted', '']);
   const envoyCpu = (x: NewRouteFigures) => `${x.envoyCpuPerChangeMs.toFixed(1)} ms`;
   rows.push([`CPU of the ${envoys === 1 ? 'Envoy' : `${envoys} Envoys together`} per change (mean; with the probes)`, envoyCpu(sluice), envoyCpu(ref), fmtRatio(sluice.envoyCpuPerChangeMs / ref.envoyCpuPerChangeMs), fmtDiff(sluice.envoyCpuPerChangeMs - ref.envoyCpuPerChangeMs), 'not budgeted', '']);
+  const databaseCpu = (x: NewRouteFigures) => (x.databaseCpuPerChangeMs === undefined ? '— (no database)' : `${x.databaseCpuPerChangeMs.toFixed(1)} ms`);
+  rows.push(['database CPU per change (mean; Postgres, all its processes)', databaseCpu(sluice), databaseCpu(ref), '', '', 'not budgeted', '']);
   console.log(`\n### New route, ${envoys} Envoy${envoys === 1 ? '' : 's'}, ${routes.toLocaleString('en')} routes preloaded, ${SAMPLES} samples each\n`);
   console.log(table(['what', `${CANDIDATE_LABEL} p50 / p95 / p99`, 'reference p50 / p95 / p99', 'ratio p50 / p99', 'difference p50 / p99', 'budget', ''], rows));
 }
@@ -558,7 +570,7 @@ try {
   } else {
     if (COMPILED) execFileSync('bash', ['scripts/build.sh', '--if-stale'], { stdio: 'inherit' });
     cp = await startControlPlane({ databaseUrl: db.url, env: { ...CONTROL_PLANE_ENV, GATEWAY_ROUTE_STATS: ROUTE_STATS }, compiled: COMPILED, nodeArgs: CONTROL_PLANE_NODE_ARGS });
-    candidate = sluiceSystem(cp, upstream.port);
+    candidate = sluiceSystem(cp, upstream.port, postmasterPid);
   }
   // `sluice` is the system the budgets judge: Sluice, or in an A/A run the second reference.
   const sluice = candidate;
