@@ -342,11 +342,11 @@ async function newRouteScenario(systems: readonly System[], envoys: number, rout
 }
 
 function printNewRoute(envoys: number, routes: number, entry: Record<string, NewRouteFigures>): void {
-  const sluice = entry[CANDIDATE_LABEL]!;
+  const candidate = entry[CANDIDATE_LABEL]!;
   const ref = entry.reference!;
   const rows: string[][] = [];
   for (const metric of ['acked', 'serving'] as const) {
-    const s = sluice[metric];
+    const s = candidate[metric];
     const r = ref[metric];
     const what = metric === 'acked' ? 'all ACKed (the call returns)' : `first 200 at every gateway (probe ${PROBE_MS} ms)`;
     const triple = (x: Summary) => `${fmtMs(x.p50)} / ${fmtMs(x.p95)} / ${fmtMs(x.p99)}${x.failed ? ` (${x.failed} failed)` : ''}`;
@@ -362,11 +362,11 @@ function printNewRoute(envoys: number, routes: number, entry: Record<string, New
     rows.push([what, triple(s), triple(r), `${fmtRatio(s.p50 / r.p50)} / ${fmtRatio(s.p99 / r.p99)}`, `${fmtDiff(s.p50 - r.p50)} / ${fmtDiff(s.p99 - r.p99)}`, budget, verdict(ok)]);
   }
   const cpu = (x: NewRouteFigures) => `${x.cpuPerChangeMs.toFixed(1)} ms`;
-  rows.push(['control-plane CPU per change (mean)', cpu(sluice), cpu(ref), fmtRatio(sluice.cpuPerChangeMs / ref.cpuPerChangeMs), fmtDiff(sluice.cpuPerChangeMs - ref.cpuPerChangeMs), 'not budgeted', '']);
+  rows.push(['control-plane CPU per change (mean)', cpu(candidate), cpu(ref), fmtRatio(candidate.cpuPerChangeMs / ref.cpuPerChangeMs), fmtDiff(candidate.cpuPerChangeMs - ref.cpuPerChangeMs), 'not budgeted', '']);
   const envoyCpu = (x: NewRouteFigures) => `${x.envoyCpuPerChangeMs.toFixed(1)} ms`;
-  rows.push([`CPU of the ${envoys === 1 ? 'Envoy' : `${envoys} Envoys together`} per change (mean; with the probes)`, envoyCpu(sluice), envoyCpu(ref), fmtRatio(sluice.envoyCpuPerChangeMs / ref.envoyCpuPerChangeMs), fmtDiff(sluice.envoyCpuPerChangeMs - ref.envoyCpuPerChangeMs), 'not budgeted', '']);
+  rows.push([`CPU of the ${envoys === 1 ? 'Envoy' : `${envoys} Envoys together`} per change (mean; with the probes)`, envoyCpu(candidate), envoyCpu(ref), fmtRatio(candidate.envoyCpuPerChangeMs / ref.envoyCpuPerChangeMs), fmtDiff(candidate.envoyCpuPerChangeMs - ref.envoyCpuPerChangeMs), 'not budgeted', '']);
   const databaseCpu = (x: NewRouteFigures) => (x.databaseCpuPerChangeMs === undefined ? '— (no database)' : `${x.databaseCpuPerChangeMs.toFixed(1)} ms`);
-  rows.push(['database CPU per change (mean; Postgres, all its processes)', databaseCpu(sluice), databaseCpu(ref), '', '', 'not budgeted', '']);
+  rows.push(['database CPU per change (mean; Postgres, all its processes)', databaseCpu(candidate), databaseCpu(ref), '', '', 'not budgeted', '']);
   console.log(`\n### New route, ${envoys} Envoy${envoys === 1 ? '' : 's'}, ${routes.toLocaleString('en')} routes preloaded, ${SAMPLES} samples each\n`);
   console.log(table(['what', `${CANDIDATE_LABEL} p50 / p95 / p99`, 'reference p50 / p95 / p99', 'ratio p50 / p99', 'difference p50 / p99', 'budget', ''], rows));
 }
