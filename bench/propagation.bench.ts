@@ -124,6 +124,8 @@ interface System {
   pid: number;
   /** Its database's postmaster (Sluice's Postgres), whose process tree's CPU is part of a change's cost. */
   databasePid?: number;
+  /** Its Prometheus endpoint (Sluice's /metrics), for the V8 heap behind its RSS. */
+  metricsUrl?: string;
   gatewayPort: number;
   envoys: EnvoyHandle[];
   nodeCluster: string;
@@ -175,6 +177,7 @@ function sluiceSystem(cp: ControlPlane, upstreamPort: number, databasePid: numbe
     label: 'Sluice',
     pid: cp.pid,
     databasePid,
+    metricsUrl: `${cp.adminUrl}/metrics`,
     gatewayPort: cp.gatewayPort,
     envoys: [],
     live: [],
@@ -453,12 +456,23 @@ async function assertServed(system: System, prefix: string): Promise<void> {
 
 interface MemoryReading {
   sluice: ReturnType<typeof processMemory>;
+  /** What of Sluice's RSS is V8's heap (used / reserved) and external memory (Buffers), MiB. */
+  sluiceHeap?: { usedMiB: number; totalMiB: number; externalMiB: number };
   reference: ReturnType<typeof processMemory>;
   postgres: ReturnType<typeof processTreePssMiB>;
 }
 
-function readMemory(sluice: System, reference: System, postmasterPid: number): MemoryReading {
-  return { sluice: processMemory(sluice.pid), reference: processMemory(reference.pid), postgres: processTreePssMiB(postmasterPid) };
+async function readMemory(sluice: System, reference: System, postmasterPid: number): Promise<MemoryReading> {
+  const reading: MemoryReading = { sluice: processMemory(sluice.pid), reference: processMemory(reference.pid), postgres: processTreePssMiB(postmasterPid) };
+  if (sluice.metricsUrl) reading.sluiceHeap = await heapFromMetrics(sluice.metricsUrl);
+  return reading;
+}
+
+/** V8 heap figures from prom-client's default process metrics. */
+async function heapFromMetrics(url: string): Promise<MemoryReading['sluiceHeap']> {
+  const text = await (await fetch(url, { signal: AbortSignal.timeout(5_000) })).text();
+  const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
+  return { usedMiB: gauge('nodejs_heap_size_used_bytes'), totalMiB: gauge('nodejs_heap_size_total_bytes'), externalMiB: gauge('nodejs_external_memory_bytes') };
 }
 
 /** Memory of both systems at one moment, after `what`. */
@@ -481,7 +495,7 @@ const SETTLED_MAX_MS = 90_000;
  */
 async function readEarlyAndSettled(sluice: System, reference: System, postmasterPid: number, since: number, what: string, budgetMiB: number): Promise<LabelledReading[]> {
   await sleep(Math.max(0, since + 3_000 - performance.now()));
-  const early: LabelledReading = { what: `${what}, 3 s after`, budgetMiB, reading: readMemory(sluice, reference, postmasterPid) };
+  const early: LabelledReading = { what: `${what}, 3 s after`, budgetMiB, reading: await readMemory(sluice, reference, postmasterPid) };
   let lowest = early.reading.sluice.rssMiB;
   let lowestAt = performance.now();
   for (;;) {
@@ -495,7 +509,7 @@ async function readEarlyAndSettled(sluice: System, reference: System, postmaster
     const flat = now - lowestAt >= SETTLED_FLAT_MS && now - since >= SETTLED_MIN_MS;
     if (flat || now - since >= SETTLED_MAX_MS) {
       const label = `${what}, settled (${((now - since) / 1_000).toFixed(0)} s after${flat ? '' : ', still falling'})`;
-      return [early, { what: label, budgetMiB, reading: readMemory(sluice, reference, postmasterPid) }];
+      return [early, { what: label, budgetMiB, reading: await readMemory(sluice, reference, postmasterPid) }];
     }
   }
 }
@@ -505,6 +519,8 @@ function printMemory(readings: readonly LabelledReading[]): void {
   const mib = (n: number) => `${n.toFixed(0)} MiB`;
   for (const { what, reading: m, budgetMiB } of readings) {
     rows.push([`${what}: control-plane RSS (peak so far)`, `${mib(m.sluice.rssMiB)} (${mib(m.sluice.peakMiB)})`, `${mib(m.reference.rssMiB)} (${mib(m.reference.peakMiB)})`, fmtRatio(m.sluice.rssMiB / m.reference.rssMiB), `≤ ${budgetMiB} MiB`, verdict(m.sluice.rssMiB <= budgetMiB)]);
+    const heap = m.sluiceHeap;
+    if (heap) rows.push([`${what}: of that RSS, V8 heap used / reserved, external`, `${mib(heap.usedMiB)} / ${mib(heap.totalMiB)}, ${mib(heap.externalMiB)}`, '', '', 'not budgeted', '']);
     rows.push([`${what}: Sluice's Postgres, PSS of ${m.postgres.processes} processes`, mib(m.postgres.pssMiB), '— (no database)', '', 'not budgeted', '']);
   }
   console.log('\n### Control-plane memory (VmRSS of the running process)\n');
