@@ -39,8 +39,6 @@ interface RouteSpec {
   prefix: string;
 }
 
-
-
 const countMatches = (text: string, pattern: RegExp): number => text.match(pattern)?.length ?? 0;
 const median = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
 const preloaded = (count: number): RouteSpec[] => Array.from({ length: count }, (_, i) => ({ name: `r-${i}`, prefix: `/r/${i}/` }));

@@ -407,7 +407,6 @@ export function diffConfigs(before: DeclarativeConfig, after: DeclarativeConfig)
   return diff;
 }
 
-/** A value's JSON with object keys sorted: equal strings, equal content. */
 /**
  * Sets `name` in `list` (sorted by name, edited in place) to `after`, or removes
  * it when undefined, and appends the diff entry. An object equal in content to
@@ -426,6 +425,7 @@ export function editNamed(kind: Kind, list: ObjectSpec[], name: string, after: O
   else if (before && after && before !== after) diff.push({ op: 'update', kind, name, before, after });
 }
 
+/** A value's JSON with object keys sorted: equal strings, equal content. */
 export function canonical(value: unknown): string {
   return JSON.stringify(sortKeys(value));
 }

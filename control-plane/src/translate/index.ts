@@ -93,7 +93,6 @@ function adjustedCounts(counts: NeedCounts, diff: RouteDiff, options: TranslateO
   return next;
 }
 
-
 /**
  * The listener, reused from the cache when built from the same options object
  * and the same needs and stripped headers (everything it reads from a State).

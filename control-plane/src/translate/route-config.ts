@@ -281,7 +281,6 @@ function cachedRoute(previous: CachedRoute | undefined, route: Route, ctx: Route
   return { route, contextKey, policies, hashKeys, bytes: sameContent ? previous.bytes : encodeEnvoyRoutes(route, ctx) };
 }
 
-
 /**
  * True when JSON.stringify(a) === JSON.stringify(b), without building either
  * string: the same members in the same order (those JSON drops, undefined and
